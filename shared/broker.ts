@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs';
+import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
+import { describeSystemError, InfraError } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** How to reach the broker and how hard to try. */
+export interface BrokerOptions {
+  /** `amqp://` or `amqps://` URL, credentials included. */
+  readonly url: string;
+  /** CA certificate file (PEM) for `amqps://`. */
+  readonly caFile?: string | undefined;
+  /** Seconds between heartbeats; never 0 (disabled). */
+  readonly heartbeatSeconds: number;
+  /** How long to keep trying to connect at start before giving up, in ms. */
+  readonly connectTimeoutMs: number;
+  /** How long to keep trying to reconnect after losing the broker before giving up, in ms. */
+  readonly reconnectTimeoutMs: number;
+  /** Shown to the broker (and in its management UI) as the connection's name. */
+  readonly name: string;
+}
+
+/** The URL with its password replaced, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return 'the broker URL (unparseable)';
+  }
+}
+
+/** `host:port` of a broker URL, for messages. */
+export function brokerAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || (parsed.protocol === 'amqps:' ? '5671' : '5672')}`;
+  } catch {
+    return 'the broker';
+  }
+}
+
+/** Turns a connection failure into one line that says what to check. */
+export function describeConnectError(error: unknown, url: string): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = brokerAddress(url);
+  let user = 'guest';
+  let vhost = '/';
+  try {
+    const parsed = new URL(url);
+    user = decodeURIComponent(parsed.username) || 'guest';
+    vhost = decodeURIComponent(parsed.pathname.slice(1)) || '/';
+  } catch {
+    // keep the defaults
+  }
+  if (/ACCESS.REFUSED/.test(message))
+    return `the broker at ${where} refused the credentials of user \`${user}\``;
+  if (/ConnectionClose|NOT_ALLOWED|vhost/i.test(message)) {
+    return `the broker at ${where} refused vhost \`${vhost}\` to user \`${user}\` (no such vhost, or no permissions on it)`;
+  }
+  if (code === 'ECONNREFUSED') return `cannot reach the broker at ${where}: connection refused`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return `cannot reach the broker at ${where}: unknown host`;
+  if (code === 'ETIMEDOUT') return `cannot reach the broker at ${where}: timed out`;
+  if (/certificate|self.signed|CERT_|SSL|TLS/i.test(`${message} ${code ?? ''}`)) {
+    return `TLS handshake with the broker at ${where} failed: ${message} (check --ca-file / WARREN_CA_FILE)`;
+  }
+  return `cannot connect to the broker at ${where}: ${message}`;
+}
+
+/** Errors retrying cannot fix: wrong credentials, a vhost without access, a bad certificate. */
+function isPermanent(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return /ACCESS.REFUSED|ConnectionClose|NOT_ALLOWED|certificate|CERT_|self.signed/i.test(message);
+}
+
+/** Called after every (re)connection, in order, to declare topology and open channels. */
+export type OnConnect = (model: ChannelModel) => Promise<void>;
+
+/**
+ * One connection to RabbitMQ that recovers by itself (amqplib's opt-in recovery): heartbeats
+ * on, reconnects with backoff, runs the `onConnect` hooks again after each reconnect. A broker
+ * that cannot be reached within `connectTimeoutMs` at start, or again within
+ * `reconnectTimeoutMs` after a loss, is an InfraError (exit 3); so are wrong credentials, at once.
+ */
+export class Broker {
+  private failure: InfraError | undefined;
+  private downSince: number | undefined;
+  private onFailure: ((error: InfraError) => void) | undefined;
+
+  private constructor(
+    private readonly model: RecoveringChannelModel,
+    readonly options: BrokerOptions,
+  ) {}
+
+  /** Connects; hooks run now and after every reconnect. */
+  static async connect(options: BrokerOptions, log: Logger, hooks: OnConnect[]): Promise<Broker> {
+    const url = withHeartbeat(options.url, options.heartbeatSeconds);
+    const started = Date.now();
+    let connected = false;
+    let lastError: unknown;
+    let broker: Broker | undefined;
+    // No Nagle: a task's result and its ack are small writes that must go out at once.
+    const socket: amqp.SocketOptions = {
+      noDelay: true,
+      clientProperties: { connection_name: options.name },
+    };
+    if (options.caFile) {
+      try {
+        socket.ca = [readFileSync(options.caFile)];
+      } catch (error) {
+        throw new InfraError(
+          'CA_UNREADABLE',
+          `cannot read CA file \`${options.caFile}\`: ${describeSystemError(error)}`,
+        );
+      }
+    }
+    const model = await amqp.connect(url, {
+      ...socket,
+      recovery: {
+        waitForConnect: false,
+        calculateDelay: (attempt) => Math.min(100 * 2 ** (attempt - 1), 5000),
+        setup: async (connection: ChannelModel) => {
+          for (const hook of hooks) await hook(connection);
+        },
+      },
+    });
+    broker = new Broker(model, options);
+    const giveUp = (error: unknown) => {
+      const failure =
+        error instanceof InfraError
+          ? error
+          : new InfraError('BROKER_UNREACHABLE', describeConnectError(error, options.url), {
+              cause: error,
+            });
+      broker?.fail(failure);
+      void model.close().catch(() => {});
+    };
+    model.on('connect-failed', (error: Error) => {
+      lastError = error;
+      // Our own hooks throw InfraError for what retrying cannot fix (a queue declared with
+      // other arguments, say); so does the broker for wrong credentials.
+      if (error instanceof InfraError || isPermanent(error)) giveUp(error);
+    });
+    model.on('reconnect-scheduled', ({ delay, error }: { delay: number; error: Error }) => {
+      lastError = error;
+      const limit = connected ? options.reconnectTimeoutMs : options.connectTimeoutMs;
+      const since = connected ? (broker?.downSince ?? Date.now()) : started;
+      if (Date.now() + delay - since > limit) giveUp(error);
+      else if (connected)
+        log.warn(`broker connection lost (${error.message}); reconnecting in ${delay}ms`);
+    });
+    model.on('disconnect', (error: Error) => {
+      if (broker) broker.downSince ??= Date.now();
+      log.warn(`lost the broker at ${brokerAddress(options.url)}: ${error.message}`);
+    });
+    model.on('connect', () => {
+      if (connected) log.info(`reconnected to the broker at ${brokerAddress(options.url)}`);
+      connected = true;
+      if (broker) broker.downSince = undefined;
+    });
+    model.on('error', (error: Error) => log.debug({ err: error }, 'broker connection error'));
+    model.on('blocked', (reason: string) => log.warn(`the broker blocked publishing: ${reason}`));
+    try {
+      await model.waitForConnect();
+    } catch (error) {
+      throw (
+        broker.failure ??
+        new InfraError(
+          'BROKER_UNREACHABLE',
+          describeConnectError(lastError ?? error, options.url),
+          { cause: error },
+        )
+      );
+    }
+    return broker;
+  }
+
+  /** A plain channel on the current connection (waits while reconnecting). */
+  channel(): Promise<amqp.Channel> {
+    return this.model.createChannel();
+  }
+
+  /** Set when recovery gave up: the caller should stop with it (exit 3). */
+  get failed(): InfraError | undefined {
+    return this.failure;
+  }
+
+  /** Hears when recovery gives up for good. */
+  onGiveUp(handler: (error: InfraError) => void): void {
+    this.onFailure = handler;
+    if (this.failure) handler(this.failure);
+  }
+
+  async close(): Promise<void> {
+    await this.model.close().catch(() => {});
+  }
+
+  private fail(error: InfraError): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.onFailure?.(error);
+  }
+}
+
+function withHeartbeat(url: string, seconds: number): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.searchParams.has('heartbeat') || parsed.searchParams.get('heartbeat') === '0') {
+      parsed.searchParams.set('heartbeat', String(seconds));
+    }
+    return parsed.toString();
+  } catch {
+    throw new InfraError(
+      'BAD_BROKER_URL',
+      `invalid broker URL ${redactUrl(url)}: expected amqp://user:pass@host:port/vhost`,
+    );
+  }
+}

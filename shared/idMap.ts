@@ -1,0 +1,94 @@
+/**
+ * A map from task ids (16 hex digits, 64 bits) to a few unsigned 32-bit numbers, kept in typed
+ * arrays: 8 bytes of key plus 4 per column per slot, at most 4/3 slots per entry. A run of a
+ * million tasks tracks them in tens of megabytes, where a Map of strings to objects takes
+ * hundreds.
+ *
+ * Slots move when the table grows: look a task up again after adding another.
+ */
+export class IdMap {
+  private keys: Uint32Array;
+  private values: Uint32Array;
+  private used: Uint8Array;
+  private count = 0;
+
+  constructor(
+    /** Numbers kept per id. */
+    readonly columns: number,
+    capacity = 1024,
+  ) {
+    let size = 16;
+    while (size < capacity) size *= 2;
+    this.keys = new Uint32Array(size * 2);
+    this.values = new Uint32Array(size * columns);
+    this.used = new Uint8Array(size);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The slot of `id`, or -1 when it is not in the map. */
+  find(id: string): number {
+    const hi = Number.parseInt(id.slice(0, 8), 16) >>> 0;
+    const lo = Number.parseInt(id.slice(8, 16), 16) >>> 0;
+    const slot = this.probe(hi, lo);
+    return this.used[slot] ? slot : -1;
+  }
+
+  /** The slot of `id`, added with every column 0 when it is not in the map. */
+  upsert(id: string): number {
+    if ((this.count + 1) * 4 > this.used.length * 3) this.grow();
+    const hi = Number.parseInt(id.slice(0, 8), 16) >>> 0;
+    const lo = Number.parseInt(id.slice(8, 16), 16) >>> 0;
+    const slot = this.probe(hi, lo);
+    if (!this.used[slot]) {
+      this.used[slot] = 1;
+      this.keys[slot * 2] = hi;
+      this.keys[slot * 2 + 1] = lo;
+      this.count++;
+    }
+    return slot;
+  }
+
+  get(slot: number, column: number): number {
+    return this.values[slot * this.columns + column] ?? 0;
+  }
+
+  set(slot: number, column: number, value: number): void {
+    this.values[slot * this.columns + column] = value;
+  }
+
+  /** Reads column `column` of `id`, 0 when absent. */
+  value(id: string, column: number): number {
+    const slot = this.find(id);
+    return slot < 0 ? 0 : this.get(slot, column);
+  }
+
+  private probe(hi: number, lo: number): number {
+    const mask = this.used.length - 1;
+    let slot = (lo ^ Math.imul(hi, 0x9e3779b1)) & mask;
+    while (this.used[slot] && (this.keys[slot * 2] !== hi || this.keys[slot * 2 + 1] !== lo)) {
+      slot = (slot + 1) & mask;
+    }
+    return slot;
+  }
+
+  private grow(): void {
+    const { keys, values, used, columns } = this;
+    const size = used.length * 2;
+    this.keys = new Uint32Array(size * 2);
+    this.values = new Uint32Array(size * columns);
+    this.used = new Uint8Array(size);
+    for (let old = 0; old < used.length; old++) {
+      if (!used[old]) continue;
+      const hi = keys[old * 2] ?? 0;
+      const lo = keys[old * 2 + 1] ?? 0;
+      const slot = this.probe(hi, lo);
+      this.used[slot] = 1;
+      this.keys[slot * 2] = hi;
+      this.keys[slot * 2 + 1] = lo;
+      this.values.set(values.subarray(old * columns, old * columns + columns), slot * columns);
+    }
+  }
+}

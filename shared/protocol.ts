@@ -1,0 +1,28 @@
+import type { z } from 'zod';
+import type * as schemas from './schemas.js';
+
+/**
+ * The message contract between tasker and workers, and the shape of a task's outcome
+ * everywhere else (ledger, status). Documented for other languages in docs/protocol.md; the
+ * zod schemas that validate it at the edge are in schemas.ts.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Why an attempt failed. */
+export const FAILURE_CLASSES = [
+  'exit', // the command exited non-zero
+  'signal', // the command was killed by a signal nobody in Warren sent
+  'timeout', // Warren killed it after --timeout
+  'oom', // the kernel's OOM killer killed it
+  'upload', // the command succeeded but its outputs could not be uploaded
+  'lost', // the worker (or its slot) died while running it
+  'rejected', // the message was refused (bad shape, bad signature)
+] as const;
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+/** A run id: letters, digits, `.`, `_`, `-`; safe in file and queue names. */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export type TaskMessage = z.infer<typeof schemas.TaskMessage>;
+export type LogSpan = z.infer<typeof schemas.LogSpan>;
+export type TaskResult = z.infer<typeof schemas.TaskResult>;

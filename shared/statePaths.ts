@@ -1,0 +1,24 @@
+import { join } from 'node:path';
+
+/**
+ * The layout of the state dir, shared by the tasker (which writes ledgers) and workers (which
+ * write task logs). See docs/ledger.md.
+ */
+export const statePaths = {
+  runsDir: (stateDir: string) => join(stateDir, 'runs'),
+  latest: (stateDir: string) => join(stateDir, 'latest'),
+  runDir: (stateDir: string, run: string) => join(stateDir, 'runs', run),
+  ledger: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'ledger.jsonl'),
+  /** Written by `tasker cancel`; a tasker running the run stops when it sees it. */
+  cancelRequest: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'cancel'),
+  phasesDir: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'phases'),
+  spool: (stateDir: string, run: string, phase: string) =>
+    join(stateDir, 'runs', run, 'phases', `${phase}.jsonl`),
+  /**
+   * A worker slot's log of one run, relative to the state dir: every task the slot runs for
+   * the run appends its output here (`.out` and `.err`), and results point at their byte span.
+   * Appending instead of a file per task keeps a million-task run to a few files.
+   */
+  slotLog: (run: string, slot: string, stream: 'out' | 'err') =>
+    join('runs', run, 'logs', `${slot}.${stream}`),
+} as const;

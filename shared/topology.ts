@@ -1,0 +1,110 @@
+import type { Channel } from 'amqplib';
+import { InfraError } from './errors.js';
+
+/** Names of what Warren declares on the broker (see docs/protocol.md). */
+export const NAMES = {
+  /** Headers exchange that takes dead-lettered tasks. */
+  deadExchange: 'warren.dead',
+  /** Queue that keeps a copy of every dead-lettered task, for people to inspect. */
+  deadQueue: 'warren.dead',
+  /** Fanout exchange for cancel and drain messages to workers. */
+  controlExchange: 'warren.control',
+  /**
+   * Direct exchange workers publish results to (routing key: the results queue). A named
+   * exchange rather than the default one, so that workers need no write access to the task queue.
+   */
+  resultsExchange: 'warren.results',
+  /** Default task queue. */
+  taskQueue: 'warren.tasks',
+} as const;
+
+/** Header carrying the run id on every task, so a dead-lettered task finds its run's queue. */
+export const RUN_HEADER = 'warren-run';
+
+/** The results queue of a run. */
+export const resultsQueue = (run: string) => `warren.results.${run}`;
+
+/** Results queues are named this way and no other: workers publish nowhere else. */
+export const RESULTS_QUEUE_PATTERN = /^warren\.results\.[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Dead-letter copies kept in `warren.dead`; older ones are dropped first. */
+const DEAD_QUEUE_LENGTH = 100_000;
+
+function explain(error: unknown, what: string): never {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/PRECONDITION_FAILED|inequivalent arg/i.test(message)) {
+    throw new InfraError(
+      'TOPOLOGY_MISMATCH',
+      `${what} exists on the broker with other settings (${message.replace(/^.*PRECONDITION_FAILED - /, '')}); delete it or use the same settings`,
+      { cause: error },
+    );
+  }
+  if (/ACCESS_REFUSED/.test(message)) {
+    throw new InfraError(
+      'BROKER_FORBIDDEN',
+      `the broker refused to declare ${what}: ${message.replace(/^.*ACCESS_REFUSED - /, '')}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  throw error;
+}
+
+/**
+ * Declares the shared topology, idempotently: the task queue (a durable quorum queue with a
+ * delivery limit and the dead-letter exchange), the dead-letter exchange and queue, and the
+ * control exchange. The same on RabbitMQ 3.10 and 4.x (docs/protocol.md lists the differences
+ * in behaviour). Each call uses its own channel, since a failed declaration closes it.
+ */
+export async function declareTopology(
+  channel: Channel,
+  taskQueue: string,
+  deliveryLimit: number,
+): Promise<void> {
+  await channel
+    .assertExchange(NAMES.deadExchange, 'headers', { durable: true })
+    .catch((e) => explain(e, `exchange \`${NAMES.deadExchange}\``));
+  await channel
+    .assertQueue(NAMES.deadQueue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-max-length': DEAD_QUEUE_LENGTH,
+        'x-overflow': 'drop-head',
+      },
+    })
+    .catch((e) => explain(e, `queue \`${NAMES.deadQueue}\``));
+  // A headers binding with no headers takes every dead letter.
+  await channel.bindQueue(NAMES.deadQueue, NAMES.deadExchange, '', {});
+  await channel
+    .assertExchange(NAMES.controlExchange, 'fanout', { durable: true })
+    .catch((e) => explain(e, `exchange \`${NAMES.controlExchange}\``));
+  await channel
+    .assertExchange(NAMES.resultsExchange, 'direct', { durable: true })
+    .catch((e) => explain(e, `exchange \`${NAMES.resultsExchange}\``));
+  await channel
+    .assertQueue(taskQueue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-delivery-limit': deliveryLimit,
+        'x-dead-letter-exchange': NAMES.deadExchange,
+      },
+    })
+    .catch((e) => explain(e, `task queue \`${taskQueue}\``));
+}
+
+/**
+ * Declares a run's results queue (durable, quorum) and routes the run's dead-lettered tasks
+ * into it, so the tasker hears of tasks that no worker could finish.
+ */
+export async function declareResultsQueue(channel: Channel, run: string): Promise<string> {
+  const queue = resultsQueue(run);
+  await channel
+    .assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+    .catch((e) => explain(e, `queue \`${queue}\``));
+  await channel.bindQueue(queue, NAMES.resultsExchange, queue);
+  await channel.bindQueue(queue, NAMES.deadExchange, '', { 'x-match': 'all', [RUN_HEADER]: run });
+  return queue;
+}

@@ -1,0 +1,203 @@
+import type { Message, Options } from 'amqplib';
+import { z } from 'zod';
+import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.js';
+import * as schemas from './schemas.js';
+import { RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
+
+/** AMQP `type` property of each kind of message Warren sends. */
+export const TYPE = {
+  task: 'warren.task',
+  result: 'warren.result',
+  started: 'warren.started',
+  control: 'warren.control',
+} as const;
+
+/** Bodies larger than this are refused unread: a command is at most 1 MiB. */
+export const MAX_BODY = 2 * 1024 * 1024;
+
+/** A worker's notice that it started an attempt. */
+export interface StartedNotice {
+  readonly v: number;
+  readonly run: string;
+  readonly phase: string;
+  readonly task: string;
+  readonly attempt: number;
+  readonly worker: string;
+  readonly host: string;
+  readonly startedAt: string;
+}
+
+const StartedSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: schemas.RunId,
+  phase: z.string(),
+  task: schemas.TaskId,
+  attempt: z.number().int().min(1),
+  worker: z.string(),
+  host: z.string(),
+  startedAt: z.iso.datetime(),
+});
+
+/** A control message: `cancel` a run, or `drain` (workers exit once idle). */
+export type ControlMessage =
+  | { readonly v: number; readonly action: 'cancel'; readonly run: string }
+  | { readonly v: number; readonly action: 'drain' };
+
+const ControlSchema = z.discriminatedUnion('action', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), action: z.literal('cancel'), run: schemas.RunId }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), action: z.literal('drain') }),
+]);
+
+type Decoded<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly reason: string };
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+function parse<T>(content: Buffer, schema: z.ZodType<T>, what: string): Decoded<T> {
+  if (content.length > MAX_BODY)
+    return { ok: false, reason: `${what} body is ${content.length} bytes (limit ${MAX_BODY})` };
+  let body: unknown;
+  try {
+    body = JSON.parse(content.toString('utf8'));
+  } catch {
+    return { ok: false, reason: `${what} body is not JSON` };
+  }
+  const version = (body as { v?: unknown } | null)?.v;
+  if (typeof body === 'object' && body !== null && version !== PROTOCOL_VERSION) {
+    return {
+      ok: false,
+      reason: `${what} has protocol version ${JSON.stringify(version)}, this Warren speaks ${PROTOCOL_VERSION}`,
+    };
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'body';
+    return {
+      ok: false,
+      reason: `${what} does not have the expected shape: ${where}: ${issue?.message ?? 'invalid'}`,
+    };
+  }
+  return { ok: true, value: parsed.data };
+}
+
+/** Body and properties of a task message (docs/protocol.md). */
+export function encodeTask(task: TaskMessage): { content: Buffer; options: Options.Publish } {
+  return {
+    content: json(task),
+    options: {
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+      type: TYPE.task,
+      messageId: task.task,
+      correlationId: task.run,
+      replyTo: resultsQueue(task.run),
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { [RUN_HEADER]: task.run },
+    },
+  };
+}
+
+/** Reads a task message as a worker receives it; `reason` says why one is refused. */
+export function decodeTask(message: Message): Decoded<TaskMessage & { replyTo: string }> {
+  const decoded = parse(message.content, schemas.TaskMessage, 'task');
+  if (!decoded.ok) return decoded;
+  const replyTo = message.properties.replyTo as string | undefined;
+  if (
+    !replyTo ||
+    !RESULTS_QUEUE_PATTERN.test(replyTo) ||
+    replyTo !== resultsQueue(decoded.value.run)
+  ) {
+    return {
+      ok: false,
+      reason: `task has reply-to ${JSON.stringify(replyTo ?? null)}, expected ${JSON.stringify(resultsQueue(decoded.value.run))}`,
+    };
+  }
+  return { ok: true, value: { ...decoded.value, replyTo } };
+}
+
+/** Body and properties of a result message. */
+export function encodeResult(result: TaskResult): { content: Buffer; options: Options.Publish } {
+  return {
+    content: json(result),
+    options: {
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+      type: TYPE.result,
+      messageId: `${result.task}.${result.attempt}`,
+      correlationId: result.run,
+      timestamp: Math.floor(Date.now() / 1000),
+    },
+  };
+}
+
+/** Body and properties of a started notice (not persistent: losing one costs nothing). */
+export function encodeStarted(notice: StartedNotice): {
+  content: Buffer;
+  options: Options.Publish;
+} {
+  return {
+    content: json(notice),
+    options: { contentType: 'application/json', type: TYPE.started, correlationId: notice.run },
+  };
+}
+
+export function encodeControl(control: ControlMessage): {
+  content: Buffer;
+  options: Options.Publish;
+} {
+  return {
+    content: json(control),
+    options: { contentType: 'application/json', type: TYPE.control },
+  };
+}
+
+export function decodeControl(message: Message): Decoded<ControlMessage> {
+  return parse(message.content, ControlSchema, 'control message');
+}
+
+/** What can arrive on a run's results queue. */
+export type ResultsEvent =
+  | { readonly kind: 'result'; readonly result: TaskResult }
+  | { readonly kind: 'started'; readonly notice: StartedNotice }
+  /** A task the broker dead-lettered: no worker finished it (`reason` from x-death). */
+  | {
+      readonly kind: 'dead';
+      readonly task: TaskMessage;
+      readonly reason: string;
+      readonly deliveries: number;
+    }
+  | { readonly kind: 'junk'; readonly reason: string };
+
+export function decodeResultsMessage(message: Message): ResultsEvent {
+  const type = message.properties.type as string | undefined;
+  const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+  if (type === TYPE.result) {
+    const decoded = parse(message.content, schemas.TaskResult, 'result');
+    return decoded.ok
+      ? { kind: 'result', result: decoded.value }
+      : { kind: 'junk', reason: decoded.reason };
+  }
+  if (type === TYPE.started) {
+    const decoded = parse(message.content, StartedSchema, 'started notice');
+    return decoded.ok
+      ? { kind: 'started', notice: decoded.value }
+      : { kind: 'junk', reason: decoded.reason };
+  }
+  const deaths = headers['x-death'] as { reason?: string; count?: number }[] | undefined;
+  if (Array.isArray(deaths) && deaths.length > 0) {
+    const decoded = parse(message.content, schemas.TaskMessage, 'dead-lettered task');
+    if (!decoded.ok) return { kind: 'junk', reason: decoded.reason };
+    const deliveries = Number(headers['x-delivery-count'] ?? 0);
+    return {
+      kind: 'dead',
+      task: decoded.value,
+      reason: String(deaths[0]?.reason ?? 'unknown'),
+      deliveries,
+    };
+  }
+  return { kind: 'junk', reason: `unexpected message of type ${JSON.stringify(type ?? null)}` };
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { quote } from 'shell-quote';
+import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
+import { type Flags, loadConfig } from '../shared/config.js';
+import { checkDirectory } from '../shared/dirs.js';
+import { InputError } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { cancelRun } from './cancel.js';
+import { cleanDir } from './clean.js';
+import { checkReadable } from './jobsFile.js';
+import { phaseNameOf, planOnce, planRun, singlePhase, splitToParts } from './plan.js';
+import { checkPhaseName, resolveRules } from './rules.js';
+import { runPhases } from './runner.js';
+import { latestRun } from './session.js';
+import { formatStatus, runStatus } from './status.js';
+
+type CommonFlags = Flags & { json?: boolean; failed?: boolean; outDir?: string };
+type RuleFlags = CommonFlags & {
+  rules?: string;
+  phase?: string[];
+  rest?: string;
+  serial?: string[];
+};
+
+const rulesOf = (flags: RuleFlags) =>
+  resolveRules({ rules: flags.rules, phases: flags.phase, rest: flags.rest, serial: flags.serial });
+
+function addCommon(command: Command): Command {
+  return command
+    .option(
+      '--state-dir <dir>',
+      'where run ledgers and task logs live (default: <workdir>/.warren)',
+    )
+    .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info)')
+    .option('--log-format <format>', 'auto (readable on a TTY, JSON elsewhere), json or pretty');
+}
+
+function addRunFlags(command: Command): Command {
+  return addCommon(command)
+    .option('-j, --slots <n>', 'tasks at once in local mode (default: the number of cores)')
+    .option('--local', 'use the local pool even when a broker is configured')
+    .option('--run-id <id>', 'run to start or resume (default: WARREN_RUN_ID, else a new id)')
+    .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
+    .option('--retries <n>', 'extra attempts for a failed task (default: 2)')
+    .option(
+      '--retry-delay <duration>',
+      'delay before the first retry, doubled after each (default: 1s)',
+    )
+    .option('--keep-going', 'run later phases even when a phase has failed tasks')
+    .option('--timeout <duration>', 'per-task time limit, e.g. 30m (default: none)')
+    .option(
+      '--kill-grace <duration>',
+      'time between SIGTERM and SIGKILL when stopping a task (default: 10s)',
+    );
+}
+
+function addRuleFlags(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--rules <name>', 'built-in phase rules: asreview-cloud or makita').conflicts(
+        'phase',
+      ),
+    )
+    .option(
+      '--phase <name=regex>',
+      'a phase taking the lines that match REGEX (repeatable, in order)',
+      collect,
+    )
+    .option('--rest <name>', 'the phase for lines no rule takes (default: such a line is an error)')
+    .option('--serial <name>', 'run this phase serially in the tasker (repeatable)', collect);
+}
+
+const logFor = async (flags: CommonFlags) => {
+  const config = loadConfig(process.env, flags);
+  checkDirectory(config.workdir, 'working directory');
+  const log = await createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    bindings: { component: 'tasker' },
+  });
+  return { config, log };
+};
+
+const program = strictProgram(new Command('tasker'))
+  .description(
+    'Warren tasker: splits jobs files into phases and runs them, locally or through RabbitMQ.',
+  )
+  .version(VERSION, '-V, --version', 'print the version')
+  .helpOption('-h, --help', 'show help');
+
+addRuleFlags(
+  addCommon(
+    program
+      .command('split')
+      .description('split a jobs file into one file per phase (JOBS.part1, JOBS.part2, ...)')
+      .argument('<jobs>', 'the jobs file'),
+  ).option('--out-dir <dir>', 'where to write the parts (default: beside the jobs file)'),
+).action(async (jobs: string, flags: RuleFlags & { outDir?: string }) => {
+  const rules = rulesOf(flags);
+  const parts = await splitToParts(jobs, rules, flags.outDir);
+  const width = Math.max(...parts.map((part) => part.file.length));
+  const nameWidth = Math.max(...parts.map((part) => part.name.length));
+  for (const part of parts) {
+    process.stdout.write(
+      `${part.file.padEnd(width)}  ${part.name.padEnd(nameWidth)}  ${part.kind.padEnd(8)}  ${part.lines} line${part.lines === 1 ? '' : 's'}\n`,
+    );
+  }
+});
+
+addRuleFlags(
+  addRunFlags(
+    program
+      .command('run')
+      .description('run every phase of a jobs file in order, with a barrier between phases')
+      .argument('<jobs>', 'the jobs file'),
+  ),
+).action(async (jobs: string, flags: RuleFlags) => {
+  const rules = rulesOf(flags);
+  await checkReadable(jobs);
+  const { config, log } = await logFor(flags);
+  process.exitCode = await runPhases(config, log, {
+    command: `run ${quote([jobs])}${flags.rules ? ` --rules ${flags.rules}` : ''}`,
+    plan: (run) => planRun(jobs, rules, run, config.stateDir),
+  });
+});
+
+addRunFlags(
+  program
+    .command('send')
+    .description('run every line of a file as one parallel phase')
+    .argument('<file>', 'the file of commands')
+    .option('--phase <name>', 'name of the phase (default: the file name)')
+    .option(
+      '--no-wait',
+      'publish the tasks and exit, without waiting for results (needs a broker)',
+    ),
+).action(async (file: string, flags: CommonFlags & { phase?: string; wait: boolean }) => {
+  const name = checkPhaseName(flags.phase ?? phaseNameOf(file));
+  const rules = singlePhase(name, file);
+  await checkReadable(file);
+  const { config, log } = await logFor(flags);
+  if (!flags.wait && (!config.broker || config.local)) {
+    throw new InputError(
+      'NO_WAIT_LOCAL',
+      '--no-wait needs a broker (RABBITMQ_URL): in local mode nothing would run the tasks',
+    );
+  }
+  process.exitCode = await runPhases(config, log, {
+    command: `send ${quote([file])} --phase ${name}${flags.wait ? '' : ' --no-wait'}`,
+    plan: (run) => planRun(file, rules, run, config.stateDir),
+    noWait: !flags.wait,
+  });
+});
+
+addRunFlags(
+  program
+    .command('once')
+    .description('run one serial step in the tasker, skipped if it already succeeded in this run')
+    .argument('<name>', 'name of the step')
+    .argument(
+      '<command...>',
+      'the command, after `--`: one argument is a shell command line, several are quoted',
+    ),
+).action(async (name: string, words: string[], flags: CommonFlags) => {
+  const step = checkPhaseName(name);
+  const command = words.length === 1 ? (words[0] as string) : quote(words);
+  if (command.trim() === '')
+    throw new InputError('EMPTY_COMMAND', `step \`${name}\` has an empty command`);
+  const { config, log } = await logFor(flags);
+  process.exitCode = await runPhases(config, log, {
+    command: `once ${step} -- ${command}`,
+    plan: async (run) => [planOnce(step, command, run, config.stateDir)],
+  });
+});
+
+addCommon(
+  program
+    .command('clean')
+    .description('empty a working directory, keeping the state dir; refuses / and your home')
+    .argument('<dir>', 'the directory to empty'),
+).action(async (dir: string, flags: CommonFlags) => {
+  // Keep both the state dir of the directory being cleaned and the one in force here.
+  const here = loadConfig(process.env, flags);
+  const there = loadConfig(process.env, { ...flags, workdir: dir });
+  const removed = await cleanDir(dir, [here.stateDir, there.stateDir]);
+  process.stdout.write(
+    `emptied ${dir}: removed ${removed.length} entr${removed.length === 1 ? 'y' : 'ies'}\n`,
+  );
+});
+
+addCommon(
+  program
+    .command('cancel')
+    .description(
+      'cancel a run: workers stop its running tasks and drop its queued ones (default: the latest run)',
+    )
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren to use (default: the current directory)',
+    ),
+).action(async (flags: CommonFlags) => {
+  const { config, log } = await logFor(flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const done = await cancelRun(config, run, log);
+  const how = [
+    done.taskerAsked ? 'its tasker is stopping and records it' : 'recorded in its ledger',
+    done.workersTold
+      ? 'workers told to stop its tasks'
+      : 'no broker configured, so no workers told',
+  ];
+  process.stdout.write(`cancelled run ${run}: ${how.join('; ')}\n`);
+});
+
+addCommon(
+  program
+    .command('status')
+    .description("show a run's phases and tasks (default: the latest run)")
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren to read (default: the current directory)',
+    )
+    .option('--json', 'print JSON (see docs/ledger.md)')
+    .option('--failed', 'list failed tasks with their errors'),
+).action(async (flags: CommonFlags) => {
+  const config = loadConfig(process.env, flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const status = await runStatus(config.stateDir, run);
+  if (flags.json) {
+    const tasks = flags.failed
+      ? status.tasks.filter((task) => task.state === 'failed')
+      : status.tasks;
+    process.stdout.write(`${JSON.stringify({ ...status, tasks }, null, 2)}\n`);
+  } else {
+    process.stdout.write(formatStatus(status, flags.failed ?? false));
+  }
+});
+
+process.exit(await runCli(program, process.argv));

@@ -1,0 +1,98 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { processesIn, tasker, tempDir } from '../helpers/cli.js';
+import {
+  brokerUrl,
+  deleteQueues,
+  queueDepth,
+  startWorkers,
+  stopWorkers,
+  testQueue,
+  type WorkerProcess,
+} from '../helpers/fleet.js';
+import { ledgerOf } from '../helpers/ledger.js';
+import { count } from './figures.js';
+import { linesOf, waitFor } from './support.js';
+
+let dir: string;
+let cleanup: () => void;
+let queue: string;
+let workers: WorkerProcess[] = [];
+
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir());
+  queue = testQueue();
+});
+
+afterEach(async () => {
+  await stopWorkers(workers);
+  workers = [];
+  await deleteQueues(queue);
+  await waitFor(() => processesIn(dir).length === 0, 10_000, 'no process left');
+  cleanup();
+});
+
+const status = async (run: string) =>
+  JSON.parse((await tasker(['status', '--json', '--run-id', run], { cwd: dir })).stdout);
+
+describe('faults: tasker cancel', () => {
+  it('stops a distributed run: running tasks killed, queued ones dropped, the ledger says cancelled', async () => {
+    const lines = Array.from(
+      { length: 12 },
+      (_, i) => `echo ${i} >> started.txt; sleep 20; echo ${i} >> done.txt`,
+    );
+    writeFileSync(join(dir, 'jobs.sh'), `${lines.join('\n')}\n`);
+    const env = { RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue };
+    workers = startWorkers(2, { cwd: dir, queue });
+    const run = tasker(['run', 'jobs.sh', '--run-id', 'cancel-1'], { cwd: dir, env });
+    await waitFor(() => linesOf(dir, 'started.txt').length >= 2, 30_000, 'two tasks started');
+    const cancelled = await tasker(['cancel', '--run-id', 'cancel-1'], { cwd: dir, env });
+    expect(cancelled.exitCode).toBe(0);
+    expect(cancelled.stdout).toBe(
+      'cancelled run cancel-1: its tasker is stopping and records it; workers told to stop its tasks',
+    );
+    const result = await run;
+    expect(result.exitCode).toBe(130);
+    expect(result.stderr).toContain('run cancel-1 cancelled');
+    // Running tasks were killed, not left to finish; queued ones were dropped, not run.
+    await waitFor(
+      async () => (await queueDepth(queue)) === 0,
+      20_000,
+      'the queue drained of the cancelled tasks',
+    );
+    expect(linesOf(dir, 'done.txt')).toEqual([]);
+    expect(linesOf(dir, 'started.txt').length).toBeLessThan(12);
+    expect(
+      ledgerOf(join(dir, '.warren'), 'cancel-1').some((record) => record.type === 'cancel'),
+    ).toBe(true);
+    const report = await status('cancel-1');
+    expect(report.state).toBe('cancelled');
+    expect(report.tasks.every((task: { state: string }) => task.state === 'cancelled')).toBe(true);
+    expect(await queueDepth('warren.results.cancel-1')).toBe(-1);
+    count({ tasksRun: linesOf(dir, 'started.txt').length });
+  });
+
+  it('stops a local run from another shell, and marks a run with no tasker left cancelled', async () => {
+    writeFileSync(
+      join(dir, 'jobs.sh'),
+      'sleep 20; echo a >> done.txt\nsleep 20; echo b >> done.txt\n',
+    );
+    const run = tasker(['run', 'jobs.sh', '-j', '2', '--run-id', 'cancel-2'], { cwd: dir });
+    await waitFor(() => processesIn(dir).length >= 4, 10_000, 'the tasks running');
+    const cancelled = await tasker(['cancel'], { cwd: dir });
+    expect(cancelled.stdout).toBe(
+      'cancelled run cancel-2: its tasker is stopping and records it; no broker configured, so no workers told',
+    );
+    expect((await run).exitCode).toBe(130);
+    expect(linesOf(dir, 'done.txt')).toEqual([]);
+    expect((await status('cancel-2')).state).toBe('cancelled');
+    // With no tasker running, `cancel` writes the ledger itself.
+    writeFileSync(join(dir, 'later.sh'), 'false\n');
+    await tasker(['run', 'later.sh', '--run-id', 'cancel-3', '--retries', '0'], { cwd: dir });
+    expect((await tasker(['cancel', '--run-id', 'cancel-3'], { cwd: dir })).stdout).toMatch(
+      /^cancelled run cancel-3: recorded in its ledger/,
+    );
+    expect((await status('cancel-3')).state).toBe('cancelled');
+  });
+});

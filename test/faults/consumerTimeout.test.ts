@@ -1,0 +1,48 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateNode } from '../helpers/broker.js';
+import { logLines, processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { endsOf, ledgerOf } from '../helpers/ledger.js';
+import { count } from './figures.js';
+import { waitFor } from './support.js';
+
+let node: PrivateNode;
+let dir: string;
+let cleanup: () => void;
+
+beforeAll(async () => {
+  // RabbitMQ checks for late acknowledgements about once a minute, whatever the timeout.
+  node = await PrivateNode.start(['consumer_timeout = 5000']);
+  ({ dir, cleanup } = tempDir());
+});
+
+afterAll(async () => {
+  await node?.stop();
+  cleanup?.();
+});
+
+describe("faults: a task longer than the broker's consumer_timeout", () => {
+  it('is stopped, said so clearly, and recorded, instead of running forever in a loop', async () => {
+    writeFileSync(join(dir, 'jobs.sh'), 'sleep 300; echo never >> done.txt\n');
+    const env = { RABBITMQ_URL: node.url };
+    const one = worker(['--name', 'slow'], { cwd: dir, env });
+    const result = await tasker(['run', 'jobs.sh', '--run-id', 'lease-1'], { cwd: dir, env });
+    expect(result.exitCode).toBe(1);
+    const [end] = endsOf(ledgerOf(join(dir, '.warren'), 'lease-1'));
+    expect(end).toMatchObject({ state: 'failed', failure: 'lost', final: true });
+    expect(end?.reason).toMatch(
+      /ran longer than consumer_timeout \(5\.0s\); raise consumer_timeout above the longest task/,
+    );
+    one.kill('SIGTERM');
+    const log = logLines((await one).stderr).map((line) => line.msg);
+    expect(
+      log.some((msg) =>
+        /ran longer than the broker's consumer_timeout \(5\.0s\).*Raise consumer_timeout/.test(msg),
+      ),
+    ).toBe(true);
+    // The task was stopped, not left to run its 300 seconds.
+    await waitFor(() => processesIn(dir).length === 0, 10_000, 'the task gone');
+    count({ tasksRun: 1, tasksLost: 0 });
+  });
+});

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import amqp from 'amqplib';
+import { inject } from 'vitest';
+import { declareTopology } from '../../shared/topology.js';
+import { worker } from './cli.js';
+
+/** The broker integration tests share. */
+export const brokerUrl = (): string => inject('rabbitmqUrl');
+
+/** A task queue of the test's own, so tests never see each other's tasks. */
+export const testQueue = (): string => `warren.test.${randomBytes(4).toString('hex')}`;
+
+export type WorkerProcess = ReturnType<typeof worker>;
+
+/** Starts `worker` processes on a queue, in a working directory. */
+export function startWorkers(
+  count: number,
+  options: { cwd: string; queue: string; args?: string[]; env?: Record<string, string> },
+): WorkerProcess[] {
+  return Array.from({ length: count }, (_, i) =>
+    worker(['--queue', options.queue, '--name', `w${i + 1}`, ...(options.args ?? [])], {
+      cwd: options.cwd,
+      env: { RABBITMQ_URL: brokerUrl(), ...options.env },
+    }),
+  );
+}
+
+/** Stops workers with SIGTERM and waits for them. */
+export async function stopWorkers(workers: readonly WorkerProcess[]): Promise<void> {
+  for (const process of workers) process.kill('SIGTERM');
+  await Promise.all(workers);
+}
+
+/** Runs `fn` with a channel on the test broker. */
+export async function withChannel<T>(fn: (channel: amqp.Channel) => Promise<T>): Promise<T> {
+  const connection = await amqp.connect(brokerUrl());
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', () => {});
+    return await fn(channel);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Messages in a queue, or -1 when it does not exist. */
+export async function queueDepth(name: string): Promise<number> {
+  return withChannel((channel) =>
+    channel.checkQueue(name).then(
+      (queue) => queue.messageCount,
+      () => -1,
+    ),
+  );
+}
+
+/** Deletes queues a test made. */
+export async function deleteQueues(...names: string[]): Promise<void> {
+  const connection = await amqp.connect(brokerUrl());
+  try {
+    for (const name of names) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => {});
+      await channel.deleteQueue(name).catch(() => {});
+      await channel.close().catch(() => {});
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+/**
+ * Declares a task queue as the tasker would, so workers can attach before a run starts: a test
+ * that asserts on how tasks spread over workers first waits for them with `waitForConsumers`.
+ */
+export async function declareTaskQueue(name: string, deliveryLimit = 4): Promise<void> {
+  await withChannel((channel) => declareTopology(channel, name, deliveryLimit));
+}
+
+/** Resolves once `count` consumers listen on a queue. */
+export async function waitForConsumers(name: string, count: number): Promise<void> {
+  for (;;) {
+    const consumers = await withChannel((channel) =>
+      channel.checkQueue(name).then(
+        (queue) => queue.consumerCount,
+        () => 0,
+      ),
+    );
+    if (consumers >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

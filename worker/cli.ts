@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { runCli, strictProgram, VERSION } from '../shared/cli.js';
+import { type Flags, loadConfig } from '../shared/config.js';
+import { checkDirectory } from '../shared/dirs.js';
+import { InfraError } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { onShutdown } from '../shared/shutdown.js';
+import { Worker } from './worker.js';
+
+const program = strictProgram(new Command('worker'))
+  .description('Warren worker: takes tasks from RabbitMQ, runs them and reports each outcome.')
+  .version(VERSION, '-V, --version', 'print the version')
+  .helpOption('-h, --help', 'show help')
+  .option('--concurrency <n>', 'tasks at once, and the prefetch (default: 1)')
+  .option('--queue <name>', 'task queue (default: warren.tasks)')
+  .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
+  .option('--state-dir <dir>', 'where task logs go (default: <workdir>/.warren)')
+  .option(
+    '--exit-when-idle <duration>',
+    'exit 0 once the queue has been empty and the worker idle this long',
+  )
+  .option(
+    '--grace <duration>',
+    'on SIGTERM, time running tasks get to finish before they are stopped (default: 30s)',
+  )
+  .option(
+    '--kill-grace <duration>',
+    'time between SIGTERM and SIGKILL when stopping a task (default: 10s)',
+  )
+  .option(
+    '--name <name>',
+    'name of this worker in results and log files (default: <hostname>-<pid>)',
+  )
+  .option('--ca-file <file>', 'CA certificate (PEM) for amqps:// brokers')
+  .option(
+    '--health-port <port>',
+    'serve /livez and /readyz on this port, for Kubernetes probes (default: none)',
+  )
+  .option(
+    '--inflight-dir <dir>',
+    'directory that outlives the container (an emptyDir): markers of running tasks, so a worker whose container died reports them',
+  )
+  .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info)')
+  .option('--log-format <format>', 'auto (readable on a TTY, JSON elsewhere), json or pretty')
+  .action(async (flags: Flags) => {
+    const config = loadConfig(process.env, flags);
+    checkDirectory(config.workdir, 'working directory');
+    const broker = config.broker;
+    if (!broker) {
+      throw new InfraError(
+        'NO_BROKER',
+        'the worker needs a broker: set RABBITMQ_URL (or RABBITMQ_HOST, _PORT, _USER, _PASS)',
+      );
+    }
+    const log = await createLogger({
+      level: config.logLevel,
+      format: config.logFormat,
+      bindings: { component: 'worker', worker: config.workerName },
+    });
+    const worker = new Worker({ ...config, broker }, log);
+    const removeHandlers = onShutdown(log, () => worker.shutdown());
+    process.exitCode = await worker.run();
+    removeHandlers();
+  });
+
+process.exit(await runCli(program, process.argv));

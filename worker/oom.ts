@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * The kernel's count of OOM kills in this process's memory cgroup: `oom_kill` in cgroup v2's
+ * `memory.events`, or in cgroup v1's `memory.oom_control`. Read before and after a task: a task
+ * that died of SIGKILL while the count went up was killed by the OOM killer (exit 137 alone
+ * proves nothing: timeouts and people send SIGKILL too).
+ */
+export class OomCounter {
+  private constructor(readonly file: string) {}
+
+  /** The counter of this process's cgroup, or undefined where there is none to read. */
+  static locate(
+    procSelfCgroup = '/proc/self/cgroup',
+    root = '/sys/fs/cgroup',
+  ): OomCounter | undefined {
+    let lines: string[];
+    try {
+      lines = readFileSync(procSelfCgroup, 'utf8').trim().split('\n');
+    } catch {
+      return undefined;
+    }
+    const candidates: string[] = [];
+    for (const line of lines) {
+      const [, controllers, path] = line.split(':', 3) as [string, string, string];
+      if (path === undefined) continue;
+      if (controllers === '') {
+        // cgroup v2: the unified hierarchy, mounted at the root or (hybrid hosts) under unified/
+        candidates.push(
+          `${root}${path === '/' ? '' : path}/memory.events`,
+          `${root}/unified${path === '/' ? '' : path}/memory.events`,
+        );
+      } else if (controllers.split(',').includes('memory')) {
+        candidates.push(`${root}/memory${path === '/' ? '' : path}/memory.oom_control`);
+      }
+    }
+    // In a container with a cgroup namespace the paths above are `/`: the files are at the top.
+    candidates.push(`${root}/memory.events`, `${root}/memory/memory.oom_control`);
+    for (const file of candidates) {
+      const counter = new OomCounter(file);
+      if (counter.read() !== undefined) return counter;
+    }
+    return undefined;
+  }
+
+  /** The number of OOM kills so far, or undefined when the file cannot be read. */
+  read(): number | undefined {
+    try {
+      const match = /^oom_kill (\d+)$/m.exec(readFileSync(this.file, 'utf8'));
+      return match ? Number(match[1]) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Logger } from '../shared/logger.js';
+import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
+import { NAMES } from '../shared/topology.js';
+import { encodeResult, encodeStarted } from '../shared/wire.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How long a results queue seen alive is taken to be alive without asking again. */
+const ALIVE_FOR = 30_000;
+
+/**
+ * A worker's side of the results: publishes each result with a publisher confirm (waiting out
+ * reconnects), sends started notices, and knows which runs' results queues still exist.
+ */
+export class ResultPublisher {
+  private channel: ConfirmChannel | undefined;
+  private model: ChannelModel | undefined;
+  private waiters: (() => void)[] = [];
+  private readonly returned = new Set<string>();
+  private readonly alive = new Map<string, number>();
+
+  constructor(private readonly log: Logger) {}
+
+  /** Called on every (re)connection. */
+  async attach(model: ChannelModel): Promise<void> {
+    const channel = await model.createConfirmChannel();
+    channel.on('error', (error: Error) => this.log.debug({ err: error }, 'publish channel error'));
+    channel.on('return', (message: ConsumeMessage) =>
+      this.returned.add(String(message.properties.messageId)),
+    );
+    channel.on('close', () => {
+      if (this.channel === channel) this.channel = undefined;
+    });
+    model.on('close', () => {
+      if (this.model === model) this.model = undefined;
+    });
+    this.model = model;
+    this.channel = channel;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /**
+   * Whether a results queue exists (the run is still going on). Asked at most every 30 s per
+   * queue; a failed ask counts as alive, so that a broker hiccup never drops work.
+   */
+  async isAlive(queue: string): Promise<boolean> {
+    const seen = this.alive.get(queue);
+    if (seen !== undefined && Date.now() - seen < ALIVE_FOR) return true;
+    const model = this.model;
+    if (!model) return true;
+    let channel: Awaited<ReturnType<ChannelModel['createChannel']>> | undefined;
+    try {
+      channel = await model.createChannel();
+      channel.on('error', () => {});
+      await channel.checkQueue(queue);
+      this.alive.set(queue, Date.now());
+      return true;
+    } catch (error) {
+      return !/NOT_FOUND/.test(String((error as Error).message));
+    } finally {
+      await channel?.close().catch(() => {});
+    }
+  }
+
+  /** Says a task started, without waiting (losing one costs nothing). */
+  started(task: TaskMessage & { replyTo: string }, worker: string, host: string, at: Date): void {
+    const { content, options } = encodeStarted({
+      v: PROTOCOL_VERSION,
+      run: task.run,
+      phase: task.phase,
+      task: task.task,
+      attempt: task.attempt,
+      worker,
+      host,
+      startedAt: at.toISOString(),
+    });
+    try {
+      this.channel?.publish(NAMES.resultsExchange, task.replyTo, content, options);
+    } catch {
+      // the channel is gone: no notice, the result will say it all
+    }
+  }
+
+  /**
+   * Publishes a result and waits for the broker's confirm, across reconnects. Returns false
+   * when the run's results queue is gone (the run finished or was cancelled): nothing waits for it.
+   */
+  async result(result: TaskResult, replyTo: string): Promise<boolean> {
+    const { content, options } = encodeResult(result);
+    const id = String(options.messageId);
+    for (;;) {
+      const channel = this.channel ?? (await this.wait());
+      const outcome = await new Promise<'ok' | 'retry' | 'nack'>((resolve) => {
+        try {
+          channel.publish(NAMES.resultsExchange, replyTo, content, options, (error) => {
+            if (!error) resolve('ok');
+            else resolve(String((error as Error).message) === 'message nacked' ? 'nack' : 'retry');
+          });
+        } catch {
+          resolve('retry');
+        }
+      });
+      if (outcome === 'ok') {
+        if (!this.returned.delete(id)) return true;
+        this.alive.delete(replyTo);
+        this.log.warn(
+          `results queue \`${replyTo}\` is gone (the run finished or was cancelled); dropping the result of task ${result.task}`,
+        );
+        return false;
+      }
+      if (outcome === 'nack')
+        this.log.warn(`the broker refused the result of task ${result.task}; trying again`);
+      await sleep(500);
+    }
+  }
+
+  private wait(): Promise<ConfirmChannel> {
+    return new Promise((resolve) => {
+      this.waiters.push(() => resolve(this.channel as ConfirmChannel));
+    });
+  }
+}
