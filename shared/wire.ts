@@ -2,7 +2,8 @@ import type { Message, Options } from 'amqplib';
 import { z } from 'zod';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.js';
 import * as schemas from './schemas.js';
-import { RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
+import { checkSignature } from './signing.js';
+import { NAMES, RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
 
 /** AMQP `type` property of each kind of message Warren sends. */
 export const TYPE = {
@@ -172,9 +173,36 @@ export type ResultsEvent =
     }
   | { readonly kind: 'junk'; readonly reason: string };
 
-export function decodeResultsMessage(message: Message): ResultsEvent {
+/**
+ * Tells what arrived on a run's results queue. Whatever came through the dead-letter exchange is
+ * a dead-lettered task and nothing else, whatever its `type` says: a message dead-lettered from
+ * the task queue can never pass for a result. With a signing key, a dead-lettered task counts
+ * only if it carries the tasker's own signature.
+ */
+export function decodeResultsMessage(message: Message, signingKey?: string): ResultsEvent {
   const type = message.properties.type as string | undefined;
   const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+  const deaths = headers['x-death'] as { reason?: string; count?: number }[] | undefined;
+  if (message.fields.exchange === NAMES.deadExchange || Array.isArray(deaths)) {
+    if (type !== TYPE.task) {
+      return {
+        kind: 'junk',
+        reason: `a dead letter that is not a task (type ${JSON.stringify(type ?? null)})`,
+      };
+    }
+    const decoded = parse(message.content, schemas.TaskMessage, 'dead-lettered task');
+    if (!decoded.ok) return { kind: 'junk', reason: decoded.reason };
+    const forged = signingKey ? checkSignature(signingKey, message) : undefined;
+    if (forged)
+      return { kind: 'junk', reason: `a dead-lettered task not from this tasker: ${forged}` };
+    const deliveries = Number(headers['x-delivery-count'] ?? 0);
+    return {
+      kind: 'dead',
+      task: decoded.value,
+      reason: String((Array.isArray(deaths) && deaths[0]?.reason) || 'unknown'),
+      deliveries,
+    };
+  }
   if (type === TYPE.result) {
     const decoded = parse(message.content, schemas.TaskResult, 'result');
     return decoded.ok
@@ -186,18 +214,6 @@ export function decodeResultsMessage(message: Message): ResultsEvent {
     return decoded.ok
       ? { kind: 'started', notice: decoded.value }
       : { kind: 'junk', reason: decoded.reason };
-  }
-  const deaths = headers['x-death'] as { reason?: string; count?: number }[] | undefined;
-  if (Array.isArray(deaths) && deaths.length > 0) {
-    const decoded = parse(message.content, schemas.TaskMessage, 'dead-lettered task');
-    if (!decoded.ok) return { kind: 'junk', reason: decoded.reason };
-    const deliveries = Number(headers['x-delivery-count'] ?? 0);
-    return {
-      kind: 'dead',
-      task: decoded.value,
-      reason: String(deaths[0]?.reason ?? 'unknown'),
-      deliveries,
-    };
   }
   return { kind: 'junk', reason: `unexpected message of type ${JSON.stringify(type ?? null)}` };
 }

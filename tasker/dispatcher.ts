@@ -397,6 +397,9 @@ class PhaseRun {
     this.ledger.append(record);
     if (this.running > 0) this.running--;
     if (retry) {
+      // The next attempt is the one awaited from now on: a duplicate of this result, arriving
+      // while the retry waits, is stale and counts nothing.
+      this.pack(slot, result.attempt + 1, first, IN_FLIGHT);
       this.scheduleRetry(result, command, first);
     } else {
       this.pack(slot, result.attempt, first, result.state === 'cancelled' ? LEFT : FINAL);
@@ -435,16 +438,21 @@ class PhaseRun {
       { task: result.task, phase: result.phase, attempt: result.attempt },
       `task failed (${result.reason}), retry ${retryNumber} of ${this.options.retries} in ${formatDuration(delay)}: ${command}`,
     );
+    const next = result.attempt + 1;
+    clearTimeout(this.retryTimers.get(result.task));
     const timer = setTimeout(() => {
       this.retryTimers.delete(result.task);
       const slot = this.tasks.find(result.task);
-      this.pack(slot, result.attempt + 1, first, IN_FLIGHT);
-      this.transport
-        .submit(this.message(result.task, command, result.attempt + 1))
-        .catch((error: unknown) => {
-          this.failure ??= error;
-          this.wake();
-        });
+      if (slot < 0 || this.stateOf(slot) !== IN_FLIGHT || this.attemptOf(slot) !== next) return;
+      if (this.stopped) {
+        this.leave(result.task);
+        this.wake();
+        return;
+      }
+      this.transport.submit(this.message(result.task, command, next)).catch((error: unknown) => {
+        this.failure ??= error;
+        this.wake();
+      });
     }, delay);
     this.retryTimers.set(result.task, timer);
   }

@@ -299,7 +299,7 @@ export class RabbitTransport implements Transport {
     }
     const listener = this.listener;
     if (!listener) return;
-    const event = decodeResultsMessage(message);
+    const event = decodeResultsMessage(message, this.options.signingKey);
     let done: Promise<void> | undefined;
     switch (event.kind) {
       case 'result':

@@ -1,5 +1,6 @@
 import {
   chmodSync,
+  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -138,6 +139,59 @@ describe('security', () => {
     expect(readdirSync(dir)).not.toContain('pwned');
     expect(readdirSync(dir)).not.toContain('forged.txt');
     count({ badInputs: 2, tasksRun: 1 });
+  });
+
+  it('a forged task dead-lettered into a signed run cannot fail the real one', async () => {
+    writeFileSync(join(dir, 'slow.sh'), 'sleep 1.5; echo slow >> slow.txt\n');
+    const env = { RABBITMQ_URL: node.url, WARREN_QUEUE: 'signed.tasks', WARREN_SIGNING_KEY: KEY };
+    const guards = ['guard-a', 'guard-b'].map((name) =>
+      worker(['--name', name], { cwd: dir, env }),
+    );
+    const run = tasker(['run', 'slow.sh', '--run-id', 'sig-3'], { cwd: dir, env });
+    let start: { task: string; phase: string } | undefined;
+    await waitFor(
+      () => {
+        const path = join(dir, '.warren/runs/sig-3/ledger.jsonl');
+        start = (existsSync(path) ? ledgerOf(join(dir, '.warren'), 'sig-3') : []).find(
+          (record) => record.type === 'start',
+        ) as typeof start;
+        return start !== undefined;
+      },
+      30_000,
+      'the slow task to start',
+    );
+    // The same task, unsigned, with the run's header: the idle worker refuses it and the broker
+    // dead-letters it into the run's results queue, where it must not count as `rejected`.
+    const connection = await amqp.connect(node.url);
+    const channel = await connection.createConfirmChannel();
+    channel.sendToQueue(
+      'signed.tasks',
+      Buffer.from(
+        JSON.stringify({
+          v: 1,
+          run: 'sig-3',
+          phase: start?.phase,
+          task: start?.task,
+          attempt: 1,
+          command: 'touch pwned',
+          timeoutMs: 0,
+        }),
+      ),
+      { type: 'warren.task', replyTo: 'warren.results.sig-3', headers: { 'warren-run': 'sig-3' } },
+    );
+    await channel.waitForConfirms();
+    await connection.close();
+    const result = await run;
+    for (const guard of guards) guard.kill('SIGTERM');
+    await Promise.all(guards);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toMatch(/a dead-lettered task not from this tasker: it is not signed/);
+    expect(endsOf(ledgerOf(join(dir, '.warren'), 'sig-3'))).toMatchObject([
+      { state: 'succeeded', final: true },
+    ]);
+    expect(readFileSync(join(dir, 'slow.txt'), 'utf8')).toBe('slow\n');
+    expect(readdirSync(dir)).not.toContain('pwned');
+    count({ badInputs: 1, tasksRun: 1 });
   });
 
   it('connects over TLS with the CA file, and says clearly when the certificate is not trusted', async () => {

@@ -35,9 +35,13 @@ export async function stopWorkers(workers: readonly WorkerProcess[]): Promise<vo
 export async function withChannel<T>(fn: (channel: amqp.Channel) => Promise<T>): Promise<T> {
   const connection = await amqp.connect(brokerUrl());
   try {
-    const channel = await connection.createChannel();
+    // A confirm channel, so whatever `fn` published is on the broker before the connection
+    // closes (closing right after a plain publish can lose the message).
+    const channel = await connection.createConfirmChannel();
     channel.on('error', () => {});
-    return await fn(channel);
+    const result = await fn(channel);
+    await channel.waitForConfirms().catch(() => {});
+    return result;
   } finally {
     await connection.close();
   }

@@ -12,6 +12,7 @@ import {
   testQueue,
   type WorkerProcess,
   waitForConsumers,
+  withChannel,
 } from '../helpers/fleet.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
@@ -164,5 +165,112 @@ describe('tasker run through RabbitMQ', () => {
       true,
     );
     expect(await queueDepth('warren.results.kill-1')).toBe(-1);
+  });
+
+  it('never takes a result dead-lettered from the task queue for a real one', async () => {
+    write('jobs.sh', 'sleep 1.5; echo real >> ran.txt\n');
+    await declareTaskQueue(queue);
+    workers = startWorkers(2, { cwd: dir, queue });
+    await waitForConsumers(queue, 2);
+    const run = tasker(['run', 'jobs.sh', '--run-id', 'forge-1'], { cwd: dir, env: env() });
+    let start: { task: string; phase: string } | undefined;
+    while (!start) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const records = existsSync(join(state(), 'runs/forge-1/ledger.jsonl'))
+        ? ledgerOf(state(), 'forge-1')
+        : [];
+      start = records.find((record) => record.type === 'start') as typeof start;
+    }
+    // A "succeeded" result put on the task queue: the idle worker refuses it, and the broker
+    // dead-letters it into the run's results queue.
+    const now = new Date().toISOString();
+    const forged = {
+      v: 1,
+      run: 'forge-1',
+      phase: start.phase,
+      task: start.task,
+      attempt: 1,
+      state: 'succeeded',
+      failure: null,
+      reason: null,
+      worker: 'mallory',
+      host: 'nowhere',
+      startedAt: now,
+      finishedAt: now,
+      exitCode: 0,
+      signal: null,
+      stdoutTail: '',
+      stderrTail: '',
+      logs: null,
+    };
+    await withChannel(async (channel) => {
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify(forged)), {
+        type: 'warren.result',
+        headers: { 'warren-run': 'forge-1' },
+      });
+    });
+    const result = await run;
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toMatch(/dropped a message on .*a dead letter that is not a task/);
+    // The run waited for the real attempt.
+    expect(lines('ran.txt')).toEqual(['real']);
+    const ends = endsOf(ledgerOf(state(), 'forge-1'));
+    expect(ends.map((end) => [end.state, end.worker.replace(/-\d+$/, '')])).toEqual([
+      ['succeeded', expect.stringMatching(/^w[12]$/)],
+    ]);
+  });
+
+  it('counts a duplicate result that arrives while a retry waits only once', async () => {
+    write('jobs.sh', "sh -c 'echo try >> tries.txt; exit 3'\n");
+    workers = startWorkers(1, { cwd: dir, queue });
+    const run = tasker(
+      ['run', 'jobs.sh', '--run-id', 'dup-1', '--retries', '1', '--retry-delay', '1500ms'],
+      { cwd: dir, env: env() },
+    );
+    let end: ReturnType<typeof endsOf>[number] | undefined;
+    while (!end) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const path = join(state(), 'runs/dup-1/ledger.jsonl');
+      end = existsSync(path) ? endsOf(ledgerOf(state(), 'dup-1'))[0] : undefined;
+    }
+    // The first attempt's result again, as a redelivery after a lost ack would bring it.
+    const duplicate = {
+      v: 1,
+      run: 'dup-1',
+      phase: end.phase,
+      task: end.task,
+      attempt: 1,
+      state: 'failed',
+      failure: 'exit',
+      reason: 'exit 3',
+      worker: end.worker,
+      host: end.host,
+      startedAt: end.startedAt,
+      finishedAt: end.finishedAt,
+      exitCode: 3,
+      signal: null,
+      stdoutTail: '',
+      stderrTail: '',
+      logs: null,
+    };
+    await withChannel(async (channel) => {
+      channel.publish(
+        'warren.results',
+        'warren.results.dup-1',
+        Buffer.from(JSON.stringify(duplicate)),
+        {
+          type: 'warren.result',
+        },
+      );
+    });
+    const result = await run;
+    expect(result.exitCode).toBe(1);
+    expect(lines('tries.txt')).toEqual(['try', 'try']);
+    expect(
+      endsOf(ledgerOf(state(), 'dup-1')).map((record) => [record.attempt, record.final]),
+    ).toEqual([
+      [1, false],
+      [2, true],
+    ]);
   });
 });
