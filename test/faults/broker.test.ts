@@ -1,8 +1,10 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateNode } from '../helpers/broker.js';
 import { processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
 import { ledgerFaults, linesOf, taskIds, waitFor } from './support.js';
 
@@ -54,4 +56,55 @@ describe('faults: the broker', () => {
       recordedTwice: twice.length,
     });
   });
+
+  it('a task running across a reconnect is not reported lost by its own worker', async () => {
+    // The task waits for `go`, so it is still running when the worker reconnects.
+    writeFileSync(
+      join(dir, 'long.sh'),
+      'while [ ! -e go ]; do sleep 0.1; done; echo long >> long.txt\n',
+    );
+    const env = { RABBITMQ_URL: node.url };
+    const inflight = join(dir, 'inflight');
+    const one = worker(['--name', 'w3', '--inflight-dir', inflight], { cwd: dir, env });
+    const run = tasker(['run', 'long.sh', '--run-id', 'restart-2'], { cwd: dir, env });
+    await waitFor(
+      () => existsSync(inflight) && readdirSync(inflight).length === 1,
+      30_000,
+      'the task to start',
+    );
+    await node.halt();
+    await node.boot();
+    // The worker consumes again only after it has looked for leftover markers.
+    await waitFor(
+      () => consumers(node.url, 'warren.tasks').then((n) => n >= 1),
+      60_000,
+      'the worker to consume again',
+    );
+    writeFileSync(join(dir, 'go'), '');
+    const result = await run;
+    one.kill('SIGTERM');
+    const { stderr } = await one;
+    expect(result.exitCode).toBe(0);
+    expect(stderr).not.toMatch(/reporting it lost/);
+    expect(endsOf(ledgerOf(join(dir, '.warren'), 'restart-2'))).toMatchObject([
+      { state: 'succeeded', final: true, worker: 'w3-1' },
+    ]);
+    expect(readdirSync(inflight)).toEqual([]);
+    count({ brokerRestarts: 1, tasksRun: 1 });
+  });
 });
+
+/** Consumers on a queue, or 0 while it cannot be checked. */
+async function consumers(url: string, queue: string): Promise<number> {
+  try {
+    const connection = await amqp.connect(url);
+    try {
+      const channel = await connection.createChannel();
+      return (await channel.checkQueue(queue)).consumerCount;
+    } finally {
+      await connection.close();
+    }
+  } catch {
+    return 0;
+  }
+}
