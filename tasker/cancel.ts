@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Broker } from '../shared/broker.js';
 import type { Config } from '../shared/config.js';
-import { InputError } from '../shared/errors.js';
+import { describeSystemError, InfraError, InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION } from '../shared/protocol.js';
 import { statePaths } from '../shared/statePaths.js';
@@ -28,7 +28,10 @@ export interface Cancelled {
 export async function cancelRun(config: Config, run: string, log: Logger): Promise<Cancelled> {
   const runDir = statePaths.runDir(config.stateDir, run);
   if (!existsSync(statePaths.ledger(config.stateDir, run))) {
-    throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${config.stateDir}\``);
+    throw new InputError(
+      'NO_SUCH_RUN',
+      `no run \`${run}\` in \`${config.stateDir}\` (\`tasker cancel\` needs the run's state directory)`,
+    );
   }
   const lockPath = join(runDir, 'tasker.lock');
   const taskerRunning = await lockfile
@@ -60,11 +63,20 @@ export async function cancelRun(config: Config, run: string, log: Logger): Promi
   }
 
   if (!taskerRunning) {
-    const release = await lockfile.lock(runDir, {
-      lockfilePath: lockPath,
-      stale: 5000,
-      retries: 2,
-    });
+    const release = await lockfile
+      .lock(runDir, { lockfilePath: lockPath, stale: 5000, retries: 2 })
+      .catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
+          throw new InfraError(
+            'RUN_LOCKED',
+            `a tasker took run ${run} up while it was being cancelled; run \`tasker cancel --run-id ${run}\` again`,
+          );
+        }
+        throw new InfraError(
+          'STATE_UNWRITABLE',
+          `cannot lock run \`${run}\` in \`${runDir}\`: ${describeSystemError(error)}`,
+        );
+      });
     try {
       const ledger = LedgerWriter.open(statePaths.ledger(config.stateDir, run));
       ledger.append({ type: 'cancel', at: new Date().toISOString() });

@@ -72,12 +72,16 @@ export class RunMemory {
   }
 }
 
-/** Reads a run's ledger into a RunMemory; `records` is 0 for a new run. */
+/**
+ * Reads a run's ledger into a RunMemory; `records` is 0 for a new run, `cancelledAt` is when
+ * `tasker cancel` ended it, if it did.
+ */
 export async function loadRunMemory(
   ledgerPath: string,
-): Promise<{ memory: RunMemory; records: number }> {
+): Promise<{ memory: RunMemory; records: number; cancelledAt: string | undefined }> {
   const memory = new RunMemory();
   let records = 0;
+  let cancelledAt: string | undefined;
   for await (const record of readLedger(ledgerPath)) {
     records++;
     switch (record.type) {
@@ -90,9 +94,12 @@ export async function loadRunMemory(
       case 'end':
         memory.ended(record.task, record.attempt, record.state === 'succeeded');
         break;
+      case 'cancel':
+        cancelledAt ??= record.at;
+        break;
       default:
         break;
     }
   }
-  return { memory, records };
+  return { memory, records, cancelledAt };
 }

@@ -5,6 +5,7 @@ import { EXIT } from '../shared/errors.js';
 import { isReadable, type Logger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { statePaths } from '../shared/statePaths.js';
+import { resultsQueue } from '../shared/topology.js';
 import { Dispatcher, type PhasePlan, type PhaseSummary } from './dispatcher.js';
 import { LocalPool } from './localPool.js';
 import { Progress } from './progress.js';
@@ -187,7 +188,7 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
       if (request.noWait && plan.kind === 'parallel') {
         runLog.info(
           { phase: plan.name },
-          `published phase ${plan.name} (${plural(plan.total, 'task')}) in ${formatDuration(summary.elapsedMs)}; not waiting for results: \`tasker status --run-id ${run}\` shows them as they come`,
+          `published phase ${plan.name} (${plural(plan.total, 'task')}) in ${formatDuration(summary.elapsedMs)}; not waiting for results: they wait in \`${resultsQueue(run)}\``,
         );
         continue;
       }
@@ -208,9 +209,13 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
     if (cancelled) {
       session.ledger.append({ type: 'cancel', at: new Date().toISOString() });
       runLog.warn(
-        `run ${run} cancelled; \`tasker run ... --run-id ${run}\` would take it up again`,
+        `run ${run} cancelled; what did not finish will not run (a new run does it all again)`,
       );
     } else if (interrupted) runLog.warn(`run ${run} interrupted; resume it with --run-id ${run}`);
+    else if (request.noWait && !failed)
+      runLog.info(
+        `run ${run}: published; \`tasker send\` of the same file with --run-id ${run} waits for its results`,
+      );
     else if (!failed) runLog.info(`run ${run} succeeded`);
   } finally {
     progress?.stop();

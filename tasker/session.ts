@@ -104,9 +104,16 @@ export async function openSession(options: {
   }
   const release = await lockRun(runDir, run, options.log);
   try {
-    const plans = await options.plan(run);
     const ledgerPath = statePaths.ledger(options.stateDir, run);
-    const { memory, records } = await loadRunMemory(ledgerPath);
+    const { memory, records, cancelledAt } = await loadRunMemory(ledgerPath);
+    // Workers drop a cancelled run's tasks, and `tasker cancel` means "never mind".
+    if (cancelledAt) {
+      throw new InputError(
+        'RUN_CANCELLED',
+        `run ${run} was cancelled (${cancelledAt}); its tasks do not run again: start a new run (another --run-id, or none)`,
+      );
+    }
+    const plans = await options.plan(run);
     const ledger = LedgerWriter.open(ledgerPath);
     ledger.append({
       type: 'run',

@@ -87,6 +87,13 @@ describe('faults: tasker cancel', () => {
     expect((await run).exitCode).toBe(130);
     expect(linesOf(dir, 'done.txt')).toEqual([]);
     expect((await status('cancel-2')).state).toBe('cancelled');
+    // A cancelled run is over: running it again is refused, and changes nothing.
+    const again = await tasker(['run', 'jobs.sh', '--run-id', 'cancel-2'], { cwd: dir });
+    expect(again.exitCode).toBe(2);
+    expect(again.stderr.trim().split('\n')).toHaveLength(1);
+    expect(again.stderr).toMatch(/run cancel-2 was cancelled .*start a new run/);
+    expect((await status('cancel-2')).state).toBe('cancelled');
+    expect(linesOf(dir, 'done.txt')).toEqual([]);
     // With no tasker running, `cancel` writes the ledger itself.
     writeFileSync(join(dir, 'later.sh'), 'false\n');
     await tasker(['run', 'later.sh', '--run-id', 'cancel-3', '--retries', '0'], { cwd: dir });

@@ -273,4 +273,30 @@ describe('tasker run through RabbitMQ', () => {
       [2, true],
     ]);
   });
+
+  it('send --no-wait publishes and exits; sending the same file again collects the results', async () => {
+    write('part.sh', 'echo a >> out.txt\necho b >> out.txt\n');
+    const sent = await tasker(['send', 'part.sh', '--run-id', 'nw-1', '--no-wait'], {
+      cwd: dir,
+      env: env(),
+    });
+    expect(sent.exitCode).toBe(0);
+    expect(sent.stderr).toMatch(/not waiting for results: they wait in `warren.results.nw-1`/);
+    expect(sent.stderr).not.toMatch(/run nw-1 succeeded/);
+    expect(await queueDepth(queue)).toBe(2);
+    workers = startWorkers(1, { cwd: dir, queue });
+    const collected = await tasker(['send', 'part.sh', '--run-id', 'nw-1'], {
+      cwd: dir,
+      env: env(),
+    });
+    expect(collected.exitCode).toBe(0);
+    expect(collected.stderr).toMatch(/run nw-1 succeeded/);
+    expect(lines('out.txt').sort()).toEqual(['a', 'b']);
+    const records = ledgerOf(state(), 'nw-1');
+    expect(
+      records.flatMap((record) => (record.type === 'queued' ? record.tasks : [])),
+    ).toHaveLength(2);
+    expect(endsOf(records).map((end) => end.state)).toEqual(['succeeded', 'succeeded']);
+    expect(await queueDepth('warren.results.nw-1')).toBe(-1);
+  });
 });
