@@ -64,6 +64,7 @@ export class RabbitTransport implements Transport {
     { readonly message: ConsumeMessage; ready: boolean }[]
   >();
   private waiters: (() => void)[] = [];
+  private interrupted = false;
 
   private constructor(private readonly options: RabbitTransportOptions) {
     this.resultsQueue = resultsQueue(options.run);
@@ -92,11 +93,15 @@ export class RabbitTransport implements Transport {
   async submit(task: TaskMessage): Promise<void> {
     while (
       !this.failure &&
+      !this.interrupted &&
       (this.unconfirmed.size + this.republish.length >= this.options.window || !this.publisher)
     ) {
       await this.wait();
     }
     if (this.failure) throw this.failure;
+    // Interrupted while waiting (for a window slot, or for the broker to come back): the task
+    // stays unpublished and unrecorded, and a resume publishes it.
+    if (this.interrupted) return;
     const channel = this.publisher as ConfirmChannel;
     if (!this.publish(channel, task)) {
       await new Promise<void>((resolve) => {
@@ -111,14 +116,21 @@ export class RabbitTransport implements Transport {
     }
   }
 
-  /** An interrupted tasker leaves its tasks to the workers: their results wait in the queue. */
-  async cancel(): Promise<void> {}
+  /**
+   * An interrupted tasker publishes nothing more and leaves its published tasks to the workers:
+   * their results wait in the queue.
+   */
+  async cancel(): Promise<void> {
+    this.interrupted = true;
+    this.wake();
+  }
 
   /** Waits (a while) for outstanding confirms, then closes the connection. */
   async close(): Promise<void> {
     const deadline = Date.now() + 10_000;
     while (
       !this.failure &&
+      !(this.interrupted && !this.publisher) &&
       this.unconfirmed.size + this.republish.length > 0 &&
       Date.now() < deadline
     ) {
@@ -164,14 +176,26 @@ export class RabbitTransport implements Transport {
     await declareResultsQueue(setup, this.options.run);
     await setup.close();
     const publisher = await model.createConfirmChannel();
-    publisher.on('error', (error: Error) =>
-      this.options.log.debug({ err: error }, 'publish channel error'),
-    );
+    let refused: Error | undefined;
+    publisher.on('error', (error: Error) => {
+      refused = error;
+    });
     publisher.on('return', (message: ConsumeMessage) =>
       this.returned.add(String(message.properties.messageId)),
     );
     publisher.on('close', () => {
       if (this.publisher === publisher) this.publisher = undefined;
+      // The connection lives on but the broker closed the channel for something it refused
+      // (permissions, a missing exchange): publishing again would be refused the same way.
+      setTimeout(() => {
+        if (this.closing || this.model !== model || this.publisher || !refused) return;
+        this.fail(
+          new InfraError(
+            'PUBLISH_REFUSED',
+            `the broker refused to take tasks for \`${this.options.queue}\`: ${refused.message}`,
+          ),
+        );
+      }, 1000);
     });
     if (this.options.onCancel) await this.listenForCancel(model);
     this.model = model;

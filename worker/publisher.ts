@@ -19,23 +19,50 @@ export class ResultPublisher {
   private waiters: (() => void)[] = [];
   private readonly returned = new Set<string>();
   private readonly alive = new Map<string, number>();
+  /** Set when the worker gave up on the broker: results waiting to be published never will be. */
+  private gaveUp = false;
 
   constructor(private readonly log: Logger) {}
 
   /** Called on every (re)connection. */
   async attach(model: ChannelModel): Promise<void> {
+    model.on('close', () => {
+      if (this.model === model) this.model = undefined;
+    });
+    this.model = model;
+    await this.open(model);
+  }
+
+  /** The broker is gone for good: pending and later results fail at once instead of waiting. */
+  giveUp(): void {
+    this.gaveUp = true;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  private async open(model: ChannelModel): Promise<void> {
     const channel = await model.createConfirmChannel();
-    channel.on('error', (error: Error) => this.log.debug({ err: error }, 'publish channel error'));
+    let failure: Error | undefined;
+    channel.on('error', (error: Error) => {
+      failure = error;
+    });
     channel.on('return', (message: ConsumeMessage) =>
       this.returned.add(String(message.properties.messageId)),
     );
     channel.on('close', () => {
       if (this.channel === channel) this.channel = undefined;
+      // The connection lives on but the broker closed this channel (an access or not-found
+      // error): open another, or results would wait for it forever.
+      // (Checked a moment later: when the whole connection closes, its channels close first.)
+      setTimeout(() => {
+        if (this.model !== model || this.channel || this.gaveUp) return;
+        this.log.warn(
+          `the broker closed the results channel (${failure?.message ?? 'no reason given'}); opening another`,
+        );
+        void this.open(model).catch((error: unknown) =>
+          this.log.warn({ err: error }, 'could not open a results channel'),
+        );
+      }, 1000);
     });
-    model.on('close', () => {
-      if (this.model === model) this.model = undefined;
-    });
-    this.model = model;
     this.channel = channel;
     for (const wake of this.waiters.splice(0)) wake();
   }
@@ -90,7 +117,14 @@ export class ResultPublisher {
     const { content, options } = encodeResult(result);
     const id = String(options.messageId);
     for (;;) {
+      if (this.gaveUp) {
+        this.log.error(
+          `could not publish the result of task ${result.task}: the broker is gone (the task runs again elsewhere)`,
+        );
+        return false;
+      }
       const channel = this.channel ?? (await this.wait());
+      if (!channel) continue;
       const outcome = await new Promise<'ok' | 'retry' | 'nack'>((resolve) => {
         try {
           channel.publish(NAMES.resultsExchange, replyTo, content, options, (error) => {
@@ -115,9 +149,10 @@ export class ResultPublisher {
     }
   }
 
-  private wait(): Promise<ConfirmChannel> {
+  /** The next channel, or undefined when the worker gave up on the broker. */
+  private wait(): Promise<ConfirmChannel | undefined> {
     return new Promise((resolve) => {
-      this.waiters.push(() => resolve(this.channel as ConfirmChannel));
+      this.waiters.push(() => resolve(this.channel));
     });
   }
 }

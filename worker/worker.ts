@@ -138,6 +138,7 @@ export class Worker {
     }
     this.broker.onGiveUp((error) => {
       this.log.error(error.message);
+      this.publisher.giveUp();
       void this.shutdown(EXIT.INFRA);
     });
     this.log.info(

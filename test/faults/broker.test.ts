@@ -92,6 +92,50 @@ describe('faults: the broker', () => {
     expect(readdirSync(inflight)).toEqual([]);
     count({ brokerRestarts: 1, tasksRun: 1 });
   });
+  it('an interrupted tasker stops at once while the broker is down; the run resumes later', async () => {
+    writeFileSync(join(dir, 'two.sh'), 'touch prep.started; sleep 2\necho x >> x.txt\n');
+    const env = { RABBITMQ_URL: node.url };
+    const args = ['--phase', 'prep=^touch', '--phase', 'work=^echo', '--serial', 'prep'];
+    const run = tasker(['run', 'two.sh', '--run-id', 'down-1', ...args], { cwd: dir, env });
+    await waitFor(() => existsSync(join(dir, 'prep.started')), 10_000, 'the serial step');
+    await node.halt();
+    // The serial step ends; the tasker now waits for the broker to publish phase `work`.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const asked = Date.now();
+    run.kill('SIGTERM');
+    const result = await run;
+    expect(result.exitCode).toBe(130);
+    expect(Date.now() - asked).toBeLessThan(20_000);
+    expect(result.stderr).toMatch(/run down-1 interrupted; resume it with --run-id down-1/);
+    await node.boot();
+    const one = worker(['--name', 'w4'], { cwd: dir, env });
+    const resumed = await tasker(['run', 'two.sh', '--run-id', 'down-1', ...args], {
+      cwd: dir,
+      env,
+    });
+    one.kill('SIGTERM');
+    await one;
+    expect(resumed.exitCode).toBe(0);
+    expect(linesOf(dir, 'x.txt')).toEqual(['x']);
+    count({ brokerRestarts: 1, tasksRun: 2 });
+  });
+
+  it('a worker that gives up on the broker exits 3, even with a result it cannot publish', async () => {
+    writeFileSync(join(dir, 'late.sh'), 'touch late.started; sleep 2; echo late >> late.txt\n');
+    const env = { RABBITMQ_URL: node.url, WARREN_RECONNECT_TIMEOUT: '3s' };
+    const one = worker(['--name', 'w5'], { cwd: dir, env });
+    const run = tasker(['run', 'late.sh', '--run-id', 'down-2'], { cwd: dir, env });
+    await waitFor(() => existsSync(join(dir, 'late.started')), 20_000, 'the task');
+    await node.halt();
+    const [left, gone] = await Promise.all([one, run]);
+    await node.boot();
+    expect(left.exitCode).toBe(3);
+    expect(left.stderr).toMatch(/could not publish the result of task \w+: the broker is gone/);
+    expect(gone.exitCode).toBe(3);
+    expect(linesOf(dir, 'late.txt')).toEqual(['late']);
+    expect(processesIn(dir)).toEqual([]);
+    count({ brokerRestarts: 1, tasksRun: 1 });
+  });
 });
 
 /** Consumers on a queue, or 0 while it cannot be checked. */
