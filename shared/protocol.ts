@@ -17,6 +17,7 @@ export const FAILURE_CLASSES = [
   'upload', // the command succeeded but its outputs could not be uploaded
   'lost', // the worker (or its slot) died while running it
   'rejected', // the message was refused (bad shape, bad signature)
+  'infra', // the worker could not run it (its disk or state directory failed); retried
 ] as const;
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
 

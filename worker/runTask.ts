@@ -29,8 +29,40 @@ const signalNames = new Map(
  * command is a failed result, never an exception.
  */
 export async function runTask(task: TaskMessage, context: TaskContext): Promise<TaskResult> {
-  const log = context.log.begin(task);
   const startedAt = new Date();
+  try {
+    return await attempt(task, context, startedAt);
+  } catch (error) {
+    // Not the command's fault: a log file or directory of the worker's own failed. The attempt
+    // fails (and is retried, perhaps elsewhere); the worker goes on.
+    return {
+      v: PROTOCOL_VERSION,
+      run: task.run,
+      phase: task.phase,
+      task: task.task,
+      attempt: task.attempt,
+      state: 'failed',
+      failure: 'infra',
+      reason: `the worker could not run it: ${error instanceof Error ? error.message : String(error)}`,
+      exitCode: null,
+      signal: null,
+      worker: context.worker,
+      host: context.host,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      logs: null,
+      stdoutTail: '',
+      stderrTail: '',
+    };
+  }
+}
+
+async function attempt(
+  task: TaskMessage,
+  context: TaskContext,
+  startedAt: Date,
+): Promise<TaskResult> {
+  const log = context.log.begin(task);
   const oomBefore = context.oom?.read();
   const end = await context.launcher.run({
     command: task.command,

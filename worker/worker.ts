@@ -4,7 +4,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import { Broker, type BrokerOptions } from '../shared/broker.js';
 import type { Config } from '../shared/config.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
-import { EXIT } from '../shared/errors.js';
+import { describeSystemError, EXIT } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
@@ -396,12 +396,20 @@ export class Worker {
     const key = `${task.task}.${task.attempt}`;
     this.running.set(slot, delivery);
     const startedAt = new Date();
-    const marker = this.markers.write({
-      ...task,
-      worker: slot.worker,
-      host: slot.host,
-      startedAt: startedAt.toISOString(),
-    });
+    let marker: string | undefined;
+    try {
+      marker = this.markers.write({
+        ...task,
+        worker: slot.worker,
+        host: slot.host,
+        startedAt: startedAt.toISOString(),
+      });
+    } catch (error) {
+      // The marker only helps report a container killed with its task: run the task anyway.
+      this.log.warn(
+        `could not write the in-flight marker of task ${task.task}: ${describeSystemError(error)}`,
+      );
+    }
     // Short tasks say nothing until their result (the result has the start time): a notice
     // per task would cost the broker a message each. Longer ones say they started.
     const notice = setTimeout(

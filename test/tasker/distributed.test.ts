@@ -299,4 +299,29 @@ describe('tasker run through RabbitMQ', () => {
     expect(endsOf(records).map((end) => end.state)).toEqual(['succeeded', 'succeeded']);
     expect(await queueDepth('warren.results.nw-1')).toBe(-1);
   });
+
+  it('a worker whose task log cannot be written fails the attempt as infra and goes on', async () => {
+    // A file where the run's log directory belongs: the worker cannot open the task's log.
+    mkdirSync(join(state(), 'runs', 'infra-1'), { recursive: true });
+    write('.warren/runs/infra-1/logs', 'in the way\n');
+    write('jobs.sh', 'echo never >> never.txt\n');
+    workers = startWorkers(1, { cwd: dir, queue });
+    const failed = await tasker(
+      ['run', 'jobs.sh', '--run-id', 'infra-1', '--retries', '1', '--retry-delay', '10ms'],
+      { cwd: dir, env: env() },
+    );
+    expect(failed.exitCode).toBe(1);
+    expect(failed.stderr).toMatch(/the worker could not run it: cannot open task log/);
+    expect(
+      endsOf(ledgerOf(state(), 'infra-1')).map((end) => [end.attempt, end.failure, end.final]),
+    ).toEqual([
+      [1, 'infra', false],
+      [2, 'infra', true],
+    ]);
+    expect(existsSync(join(dir, 'never.txt'))).toBe(false);
+    // The same worker runs the next run's task.
+    const next = await tasker(['run', 'jobs.sh', '--run-id', 'infra-2'], { cwd: dir, env: env() });
+    expect(next.exitCode).toBe(0);
+    expect(lines('never.txt')).toEqual(['never']);
+  });
 });
