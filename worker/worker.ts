@@ -25,6 +25,8 @@ interface Running {
   readonly channel: Channel;
   /** Set when the broker took the delivery back while the task ran (consumer_timeout). */
   lost?: string;
+  /** When the task started, in ms since the epoch. */
+  startedAt?: number;
 }
 
 /** Results published recently, so a redelivery of one of them is acknowledged without running it. */
@@ -306,8 +308,23 @@ export class Worker {
    */
   private leaseLost(channel: Channel, timeoutMs: number | undefined): void {
     const limit = timeoutMs === undefined ? '' : ` (${formatDuration(timeoutMs)})`;
-    for (const [slot, running] of this.running) {
-      if (running.channel !== channel) continue;
+    const now = Date.now();
+    const age = (running: Running) => now - (running.startedAt ?? now);
+    const mine = [...this.running].filter(([, running]) => running.channel === channel);
+    // Only the tasks that outlived the timeout (with RabbitMQ 4.3+, which does not say the
+    // timeout, the oldest): the others keep running and publish their results, though their
+    // deliveries went back to the queue too (a redelivery of a result already in is dropped).
+    let over = mine.filter(([, running]) => timeoutMs !== undefined && age(running) >= timeoutMs);
+    if (over.length === 0 && mine.length > 0)
+      over = [mine.reduce((a, b) => (age(b[1]) > age(a[1]) ? b : a))];
+    for (const [, running] of mine) {
+      if (over.some(([, stopped]) => stopped === running)) continue;
+      this.log.info(
+        { run: running.task.run, task: running.task.task },
+        `task ${running.task.task} keeps running: the broker took back this channel's deliveries for another task's sake; its result is published all the same`,
+      );
+    }
+    for (const [slot, running] of over) {
       running.lost = `the broker took the task back: it ran longer than consumer_timeout${limit}; raise consumer_timeout above the longest task`;
       this.log.error(
         { run: running.task.run, task: running.task.task },
@@ -378,6 +395,16 @@ export class Worker {
       const next = this.backlog.shift() as Running;
       // A delivery of a channel that is gone is back in the queue already.
       if (next.channel !== this.consumer?.channel) continue;
+      // It waited: its result may have come in (from a slot of ours) or its run been cancelled.
+      const { task } = next;
+      if (this.remembered.has(`${task.task}.${task.attempt}`) || this.cancelledRuns.has(task.run)) {
+        this.log.info(
+          { run: task.run, task: task.task },
+          `dropped task ${task.task}: its run is cancelled, or its result is in`,
+        );
+        safely(() => next.channel.ack(next.message));
+        continue;
+      }
       void this.runDelivery(this.free.pop() as TaskContext, next);
     }
   }
@@ -394,8 +421,9 @@ export class Worker {
   private async runAndReport(slot: TaskContext, delivery: Running): Promise<void> {
     const { task, message, channel } = delivery;
     const key = `${task.task}.${task.attempt}`;
-    this.running.set(slot, delivery);
     const startedAt = new Date();
+    delivery.startedAt = startedAt.getTime();
+    this.running.set(slot, delivery);
     let marker: string | undefined;
     try {
       marker = this.markers.write({
