@@ -30,6 +30,7 @@ export interface Flags {
   readonly inflightDir?: string;
   readonly healthPort?: string;
   readonly bucket?: string;
+  readonly upload?: readonly string[];
 }
 
 /** Everything Warren can be told, merged from defaults < environment < flags. */
@@ -133,6 +134,12 @@ export interface Config {
    * @defaultValue none: no uploads (`S3_BUCKET` or `--bucket` turns it on)
    */
   readonly s3: S3Settings | undefined;
+  /**
+   * Globs of outputs to upload after a task succeeds: the tasker puts them in every task of
+   * the run, a worker adds its own to every task it runs.
+   * @defaultValue none (`--upload`, repeatable)
+   */
+  readonly upload: readonly string[];
   /**
    * Port of a worker's `/livez` and `/readyz` (for Kubernetes probes); 0 means none.
    * @defaultValue 0 (`WARREN_HEALTH_PORT`, `--health-port`)
@@ -239,8 +246,29 @@ function s3From(env: NodeJS.ProcessEnv, bucketFlag: string | undefined): S3Setti
   };
 }
 
-/** Variables that hold Warren's own credentials; tasks never see them. */
-const SECRET_ENV = new Set(['RABBITMQ_URL', 'RABBITMQ_PASS', 'WARREN_SIGNING_KEY']);
+/**
+ * Variables that hold Warren's own credentials; tasks never see them. The standard AWS_*
+ * credentials pass through: tasks often read S3 themselves with them.
+ */
+const SECRET_ENV = new Set([
+  'RABBITMQ_URL',
+  'RABBITMQ_PASS',
+  'WARREN_SIGNING_KEY',
+  'S3_AWS_SECRET_ACCESS_KEY',
+]);
+
+/** Upload globs are relative to the working directory and stay inside it. */
+function uploadGlobs(globs: readonly string[]): string[] {
+  for (const glob of globs) {
+    if (glob.trim() === '' || isAbsolute(glob) || glob.split('/').includes('..')) {
+      throw new InputError(
+        'BAD_UPLOAD_GLOB',
+        `invalid --upload \`${glob}\`: give a glob relative to the working directory, without ..`,
+      );
+    }
+  }
+  return [...globs];
+}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
@@ -391,6 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
     ),
     signingKey: signingKey(env.WARREN_SIGNING_KEY),
     s3: s3From(env, flags.bucket),
+    upload: uploadGlobs(flags.upload ?? []),
     healthPort: count(flags.healthPort, 'WARREN_HEALTH_PORT', 'health port', 0, 65535, 0),
     inflightDir: inflight === undefined ? undefined : resolve(cwd, inflight),
     taskEnv: Object.freeze(

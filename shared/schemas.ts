@@ -25,6 +25,15 @@ export const TaskMessage = z.object({
   workdir: z.string().optional(),
   /** Milliseconds; 0 means no timeout. */
   timeoutMs: z.number().int().min(0).default(0),
+  /** Globs, relative to the working directory, of outputs to upload to S3 after success. */
+  upload: z.array(z.string().min(1)).max(100).optional(),
+});
+
+/** An object uploaded to S3 (key in the worker's bucket). */
+export const UploadedObject = z.object({
+  key: z.string().min(1),
+  size: z.number().int().min(0),
+  checksum: z.string(),
 });
 
 /** Bytes [start, end) of a log file; `file` is relative to the state dir. */
@@ -54,4 +63,6 @@ export const TaskResult = z.object({
   stderrTail: z.string(),
   /** Where the attempt's full output is: byte spans of its slot's log files. */
   logs: z.object({ stdout: LogSpan, stderr: LogSpan }).nullable(),
+  /** Outputs uploaded after the command succeeded. */
+  uploaded: z.array(UploadedObject).optional(),
 });

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import picomatch from 'picomatch';
 import { quote } from 'shell-quote';
 import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
 import { type Flags, loadConfig } from '../shared/config.js';
 import { checkDirectory } from '../shared/dirs.js';
 import { InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
+import { fetchRun, formatBytes, runPrefix, s3Client } from '../shared/s3.js';
 import { cancelRun } from './cancel.js';
 import { cleanDir } from './clean.js';
 import { checkReadable } from './jobsFile.js';
@@ -52,7 +54,13 @@ function addRunFlags(command: Command): Command {
     .option(
       '--kill-grace <duration>',
       'time between SIGTERM and SIGKILL when stopping a task (default: 10s)',
-    );
+    )
+    .option(
+      '--upload <glob>',
+      'upload the outputs matching this glob after each task succeeds (repeatable)',
+      collect,
+    )
+    .option('--bucket <name>', 'S3 bucket for uploads (default: S3_BUCKET)');
 }
 
 function addRuleFlags(command: Command): Command {
@@ -74,6 +82,13 @@ function addRuleFlags(command: Command): Command {
 const logFor = async (flags: CommonFlags) => {
   const config = loadConfig(process.env, flags);
   checkDirectory(config.workdir, 'working directory');
+  // On a broker the workers upload, with their own bucket; here the tasker's slots do.
+  if (config.upload.length > 0 && !config.s3 && (!config.broker || config.local)) {
+    throw new InputError(
+      'NO_BUCKET',
+      '--upload needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
+    );
+  }
   const log = await createLogger({
     level: config.logLevel,
     format: config.logFormat,
@@ -211,6 +226,41 @@ addCommon(
       : 'no broker configured, so no workers told',
   ];
   process.stdout.write(`cancelled run ${run}: ${how.join('; ')}\n`);
+});
+
+addCommon(
+  program
+    .command('fetch')
+    .description("download a run's uploaded outputs from S3 (default: the latest run)")
+    .argument('<dest>', 'directory to download into (made if missing)')
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option('--glob <glob>', 'only paths matching this glob (repeatable)', collect)
+    .option('--bucket <name>', 'S3 bucket (default: S3_BUCKET)')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren names the latest run (default: the current directory)',
+    ),
+).action(async (dest: string, flags: CommonFlags & { glob?: string[] }) => {
+  const config = loadConfig(process.env, flags);
+  const s3 = config.s3;
+  if (!s3) {
+    throw new InputError(
+      'NO_BUCKET',
+      'tasker fetch needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
+    );
+  }
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const match = flags.glob?.length ? picomatch(flags.glob, { dot: true }) : undefined;
+  const done = await fetchRun({
+    client: await s3Client(s3),
+    settings: s3,
+    run,
+    dest,
+    match,
+  });
+  process.stdout.write(
+    `fetched run ${run} from s3://${s3.bucket}/${runPrefix(s3, run)} into ${dest}: ${done.downloaded} file${done.downloaded === 1 ? '' : 's'} (${formatBytes(done.bytes)}), ${done.skipped} already there\n`,
+  );
 });
 
 addCommon(

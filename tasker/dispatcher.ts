@@ -22,6 +22,8 @@ export interface DispatchOptions {
   readonly retryDelayMs: number;
   readonly timeoutMs: number;
   readonly keepGoing: boolean;
+  /** Globs of outputs each task uploads to S3 after it succeeds (`--upload`). */
+  readonly upload?: readonly string[];
   /**
    * Return once the broker holds every task of a parallel phase, without waiting for results
    * (`tasker send --no-wait`); the results wait in the run's queue.
@@ -318,6 +320,7 @@ class PhaseRun {
       attempt,
       command,
       timeoutMs: this.options.timeoutMs,
+      ...(this.options.upload?.length ? { upload: [...this.options.upload] } : {}),
     };
   }
 
@@ -393,6 +396,7 @@ class PhaseRun {
       signal: result.signal,
       errorTail: errorTail(result),
       logs: result.logs,
+      ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
     };
     this.ledger.append(record);
     if (this.running > 0) this.running--;

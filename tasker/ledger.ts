@@ -91,6 +91,8 @@ export interface EndRecord {
   readonly errorTail: string;
   /** Where the attempt's full output is (byte spans of log files under the state dir). */
   readonly logs: TaskResult['logs'];
+  /** Outputs uploaded to S3 (key, size, checksum), when the run uploads any. */
+  readonly uploaded?: TaskResult['uploaded'];
 }
 
 /** A phase reached its barrier (or was stopped). */

@@ -1,8 +1,9 @@
 import { hostname } from 'node:os';
+import type { S3Settings } from '../shared/config.js';
 import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { Launcher } from '../worker/launcher.js';
 import { OomCounter } from '../worker/oom.js';
-import { runTask, type TaskContext } from '../worker/runTask.js';
+import { runTask, type TaskContext, uploadsFor } from '../worker/runTask.js';
 import { SlotLog } from '../worker/slotLog.js';
 import type { Transport, TransportListener } from './transport.js';
 
@@ -17,6 +18,8 @@ export interface LocalPoolOptions {
   readonly prefix?: string;
   /** Hears what a slot's shell writes to its own stderr. */
   readonly onShellError?: (line: string) => void;
+  /** Where tasks' outputs are uploaded, when a bucket is set. */
+  readonly s3?: S3Settings | undefined;
 }
 
 /**
@@ -40,6 +43,7 @@ export class LocalPool implements Transport {
     const host = hostname();
     const oom = OomCounter.locate();
     const prefix = options.prefix ?? 'local';
+    const uploads = uploadsFor(options.s3, [], options.stateDir);
     this.capacity = options.slots;
     this.description = `local pool, ${options.slots} slot${options.slots === 1 ? '' : 's'}`;
     this.idle = Array.from({ length: options.slots }, (_, i) => ({
@@ -53,6 +57,7 @@ export class LocalPool implements Transport {
       worker: `${prefix}-${i + 1}`,
       host,
       oom,
+      uploads,
     })).reverse();
   }
 

@@ -48,6 +48,7 @@ async function transportsFor(
       killGraceMs: config.killGraceMs,
       env: config.taskEnv,
       onShellError,
+      s3: config.s3,
     });
   const serial = pool(1, 'tasker');
   if (config.broker && !config.local) {
@@ -151,6 +152,7 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
       retryDelayMs: config.retryDelayMs,
       timeoutMs: config.timeoutMs,
       keepGoing: config.keepGoing,
+      upload: config.upload,
       noWait: request.noWait,
     },
     runLog,

@@ -1,5 +1,6 @@
 import type { TestProject } from 'vitest/node';
 import { startTestBroker } from './helpers/broker.js';
+import { startTestS3 } from './helpers/s3.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -7,6 +8,8 @@ declare module 'vitest' {
     rabbitmqUrl: string;
     /** How to run `rabbitmqctl` against it; empty when unknown (a broker from RABBITMQ_URL). */
     rabbitmqCtl: string[];
+    /** The S3-speaking server (s3rver) the tests share: create a bucket per test. */
+    s3Endpoint: string;
   }
 }
 
@@ -16,5 +19,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   process.stderr.write(`integration tests use RabbitMQ from ${broker.source}\n`);
   project.provide('rabbitmqUrl', broker.url);
   project.provide('rabbitmqCtl', [...(broker.ctlCommand ?? [])]);
-  return () => broker.stop();
+  const s3 = await startTestS3();
+  project.provide('s3Endpoint', s3.endpoint);
+  return async () => {
+    await s3.stop();
+    await broker.stop();
+  };
 }

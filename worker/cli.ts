@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { runCli, strictProgram, VERSION } from '../shared/cli.js';
+import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
 import { type Flags, loadConfig } from '../shared/config.js';
 import { checkDirectory } from '../shared/dirs.js';
-import { InfraError } from '../shared/errors.js';
+import { InfraError, InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { Worker } from './worker.js';
@@ -41,11 +41,23 @@ const program = strictProgram(new Command('worker'))
     '--inflight-dir <dir>',
     'directory that outlives the container (an emptyDir): markers of running tasks, so a worker whose container died reports them',
   )
+  .option(
+    '--upload <glob>',
+    'also upload outputs matching this glob after every task (repeatable; needs a bucket)',
+    collect,
+  )
+  .option('--bucket <name>', 'S3 bucket for uploads (default: S3_BUCKET)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info)')
   .option('--log-format <format>', 'auto (readable on a TTY, JSON elsewhere), json or pretty')
   .action(async (flags: Flags) => {
     const config = loadConfig(process.env, flags);
     checkDirectory(config.workdir, 'working directory');
+    if (config.upload.length > 0 && !config.s3) {
+      throw new InputError(
+        'NO_BUCKET',
+        '--upload needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
+      );
+    }
     const broker = config.broker;
     if (!broker) {
       throw new InfraError(

@@ -1,7 +1,10 @@
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { S3Settings } from '../shared/config.js';
 import { formatDuration } from '../shared/duration.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
+import { s3Client, uploadOutputs } from '../shared/s3.js';
 import type { LaunchEnd, Launcher } from './launcher.js';
 import type { OomCounter } from './oom.js';
 import type { SlotLog } from './slotLog.js';
@@ -18,6 +21,40 @@ export interface TaskContext {
   readonly host: string;
   /** The cgroup's OOM-kill counter, where there is one: tells OOM kills from other SIGKILLs. */
   readonly oom?: OomCounter | undefined;
+  /** Where outputs go after success; absent: no bucket configured. */
+  readonly uploads?: Uploads | undefined;
+}
+
+/** S3 uploads of a slot (one client per process, made on first use). */
+export interface Uploads {
+  readonly settings: S3Settings | undefined;
+  /** Globs added to every task's own (`worker --upload`). */
+  readonly globs: readonly string[];
+  /** Never uploaded from: the state dir. */
+  readonly exclude: string;
+  /** Files this process uploaded (path to mtime and size), shared by its slots. */
+  readonly seen: Map<string, string>;
+  client(): Promise<S3Client>;
+}
+
+/** Uploads for the slots of one process: the S3 client is made once, when first needed. */
+export function uploadsFor(
+  settings: S3Settings | undefined,
+  globs: readonly string[],
+  exclude: string,
+): Uploads {
+  let client: Promise<S3Client> | undefined;
+  return {
+    settings,
+    globs,
+    exclude,
+    seen: new Map(),
+    client: () => {
+      if (!settings) throw new Error('no bucket');
+      client ??= s3Client(settings);
+      return client;
+    },
+  };
 }
 
 const signalNames = new Map(
@@ -31,7 +68,8 @@ const signalNames = new Map(
 export async function runTask(task: TaskMessage, context: TaskContext): Promise<TaskResult> {
   const startedAt = new Date();
   try {
-    return await attempt(task, context, startedAt);
+    const result = await attempt(task, context, startedAt);
+    return result.state === 'succeeded' ? await upload(task, context, result) : result;
   } catch (error) {
     // Not the command's fault: a log file or directory of the worker's own failed. The attempt
     // fails (and is retried, perhaps elsewhere); the worker goes on.
@@ -54,6 +92,48 @@ export async function runTask(task: TaskMessage, context: TaskContext): Promise<
       stdoutTail: '',
       stderrTail: '',
     };
+  }
+}
+
+/**
+ * Uploads the outputs of a task that succeeded; a failed upload fails the task (class `upload`),
+ * since its outputs would be lost otherwise.
+ */
+async function upload(
+  task: TaskMessage,
+  context: TaskContext,
+  result: TaskResult,
+): Promise<TaskResult> {
+  const globs = [...new Set([...(task.upload ?? []), ...(context.uploads?.globs ?? [])])];
+  if (globs.length === 0) return result;
+  const uploads = context.uploads;
+  const failed = (reason: string): TaskResult => ({
+    ...result,
+    state: 'failed',
+    failure: 'upload',
+    reason,
+    finishedAt: new Date().toISOString(),
+  });
+  if (!uploads?.settings) {
+    return failed(
+      `its outputs (${globs.join(', ')}) were not uploaded: no bucket is set where it ran (S3_BUCKET or --bucket)`,
+    );
+  }
+  try {
+    const uploaded = await uploadOutputs({
+      client: await uploads.client(),
+      settings: uploads.settings,
+      run: task.run,
+      workdir:
+        task.workdir === undefined ? context.workdir : resolve(context.workdir, task.workdir),
+      globs,
+      since: Date.parse(result.startedAt),
+      exclude: uploads.exclude,
+      seen: uploads.seen,
+    });
+    return { ...result, uploaded, finishedAt: new Date().toISOString() };
+  } catch (error) {
+    return failed(`upload failed: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

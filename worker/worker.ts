@@ -15,7 +15,7 @@ import { InflightMarkers } from './inflight.js';
 import { Launcher } from './launcher.js';
 import { OomCounter } from './oom.js';
 import { ResultPublisher } from './publisher.js';
-import { runTask, type TaskContext } from './runTask.js';
+import { runTask, type TaskContext, uploadsFor } from './runTask.js';
 import { SlotLog } from './slotLog.js';
 
 /** One task a slot is running, and where its delivery came from. */
@@ -96,6 +96,7 @@ export class Worker {
     const oom = OomCounter.locate();
     this.publisher = new ResultPublisher(log);
     this.markers = new InflightMarkers(config.inflightDir);
+    const uploads = uploadsFor(config.s3, config.upload, config.stateDir);
     this.free = Array.from({ length: config.concurrency }, (_, i) => {
       const name = `${config.workerName}-${i + 1}`;
       return {
@@ -109,6 +110,7 @@ export class Worker {
         worker: name,
         host,
         oom,
+        uploads,
       };
     }).reverse();
   }
