@@ -16,6 +16,7 @@ export interface Flags {
   readonly retries?: string;
   readonly retryDelay?: string;
   readonly keepGoing?: boolean;
+  readonly maxTasks?: string;
   readonly timeout?: string;
   readonly killGrace?: string;
   readonly local?: boolean;
@@ -70,6 +71,11 @@ export interface Config {
    * @defaultValue false (`--keep-going`)
    */
   readonly keepGoing: boolean;
+  /**
+   * Tasks spawned (`WARREN_SPAWN`) stop being added once the run has this many tasks.
+   * @defaultValue none (`--max-tasks`)
+   */
+  readonly maxTasks: number | undefined;
   /**
    * Per-task time limit in ms; 0 means none.
    * @defaultValue 0 (`WARREN_TIMEOUT`, `--timeout`)
@@ -409,6 +415,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
     queue: matching(pick(flags.queue, 'WARREN_QUEUE') ?? NAMES.taskQueue, QUEUE_NAME, 'queue name'),
     deliveryLimit: count(undefined, 'WARREN_DELIVERY_LIMIT', 'delivery limit', 1, 1000, 4),
     publishWindow: count(undefined, 'WARREN_PUBLISH_WINDOW', 'publish window', 1, 100_000, 1000),
+    maxTasks:
+      flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),
     concurrency: count(flags.concurrency, 'WARREN_CONCURRENCY', 'concurrency', 1, 1024, 1),
     exitWhenIdleMs: duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
     graceMs: duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),

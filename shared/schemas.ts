@@ -65,4 +65,6 @@ export const TaskResult = z.object({
   logs: z.object({ stdout: LogSpan, stderr: LogSpan }).nullable(),
   /** Outputs uploaded after the command succeeded. */
   uploaded: z.array(UploadedObject).optional(),
+  /** Commands the task wrote to `WARREN_SPAWN`: new tasks for its phase. */
+  spawned: z.array(z.string().min(1)).max(10_000).optional(),
 });

@@ -21,4 +21,7 @@ export const statePaths = {
    */
   slotLog: (run: string, slot: string, stream: 'out' | 'err') =>
     join('runs', run, 'logs', `${slot}.${stream}`),
+  /** The file a slot's running task may write commands to (`WARREN_SPAWN`), emptied per task. */
+  spawnFile: (stateDir: string, run: string, slot: string) =>
+    join(stateDir, 'runs', run, 'spawn', `${slot}.txt`),
 } as const;

@@ -1,29 +1,72 @@
 #!/usr/bin/env node
+import { accessSync, constants, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import picomatch from 'picomatch';
 import { quote } from 'shell-quote';
 import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
 import { type Flags, loadConfig } from '../shared/config.js';
 import { checkDirectory } from '../shared/dirs.js';
-import { InputError } from '../shared/errors.js';
+import { describeSystemError, InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { fetchRun, formatBytes, runPrefix, s3Client } from '../shared/s3.js';
 import { cancelRun } from './cancel.js';
 import { cleanDir } from './clean.js';
 import { checkReadable } from './jobsFile.js';
-import { phaseNameOf, planOnce, planRun, singlePhase, splitToParts } from './plan.js';
+import { phaseNameOf, planOnce, planRun, planSweep, singlePhase, splitToParts } from './plan.js';
 import { checkPhaseName, resolveRules } from './rules.js';
 import { runPhases } from './runner.js';
 import { latestRun } from './session.js';
 import { formatStatus, runStatus } from './status.js';
+import type { SweepSource } from './sweep.js';
 
 type CommonFlags = Flags & { json?: boolean; failed?: boolean; outDir?: string };
-type RuleFlags = CommonFlags & {
-  rules?: string;
-  phase?: string[];
-  rest?: string;
-  serial?: string[];
-};
+type SweepFlags = { params?: string; seq?: string };
+
+function addSweepFlags(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        '--params <csv>',
+        'a parameter sweep: one task per CSV row, filling {column} placeholders',
+      ).conflicts('seq'),
+    )
+    .option('--seq <n>', 'a sweep of N tasks, filling {index} with 1 to N');
+}
+
+/** The sweep asked for, checked; undefined when none. */
+async function sweepOf(flags: SweepFlags): Promise<SweepSource | undefined> {
+  if (flags.params !== undefined) {
+    try {
+      accessSync(flags.params, constants.R_OK);
+      if (statSync(flags.params).isDirectory())
+        throw Object.assign(new Error(), { code: 'EISDIR' });
+    } catch (error) {
+      throw new InputError(
+        'PARAMS_UNREADABLE',
+        `cannot read parameters \`${flags.params}\`: ${describeSystemError(error)}`,
+      );
+    }
+    return { kind: 'params', file: flags.params };
+  }
+  if (flags.seq !== undefined) {
+    if (!/^\d+$/.test(flags.seq) || Number(flags.seq) < 1 || Number(flags.seq) > 10_000_000) {
+      throw new InputError(
+        'BAD_NUMBER',
+        `invalid --seq \`${flags.seq}\`: expected a whole number from 1 to 10000000`,
+      );
+    }
+    return { kind: 'seq', count: Number(flags.seq) };
+  }
+  return undefined;
+}
+
+type RuleFlags = CommonFlags &
+  SweepFlags & {
+    rules?: string;
+    phase?: string[];
+    rest?: string;
+    serial?: string[];
+  };
 
 const rulesOf = (flags: RuleFlags) =>
   resolveRules({ rules: flags.rules, phases: flags.phase, rest: flags.rest, serial: flags.serial });
@@ -60,7 +103,11 @@ function addRunFlags(command: Command): Command {
       'upload the outputs matching this glob after each task succeeds (repeatable)',
       collect,
     )
-    .option('--bucket <name>', 'S3 bucket for uploads (default: S3_BUCKET)');
+    .option('--bucket <name>', 'S3 bucket for uploads (default: S3_BUCKET)')
+    .option(
+      '--max-tasks <n>',
+      'stop adding tasks that tasks spawn (WARREN_SPAWN) once the run has N tasks',
+    );
 }
 
 function addRuleFlags(command: Command): Command {
@@ -123,50 +170,70 @@ addRuleFlags(
   }
 });
 
-addRuleFlags(
-  addRunFlags(
-    program
-      .command('run')
-      .description('run every phase of a jobs file in order, with a barrier between phases')
-      .argument('<jobs>', 'the jobs file'),
+addSweepFlags(
+  addRuleFlags(
+    addRunFlags(
+      program
+        .command('run')
+        .description('run every phase of a jobs file in order, with a barrier between phases')
+        .argument('<jobs>', 'the jobs file'),
+    ),
   ),
 ).action(async (jobs: string, flags: RuleFlags) => {
   const rules = rulesOf(flags);
   await checkReadable(jobs);
+  const sweep = await sweepOf(flags);
   const { config, log } = await logFor(flags);
   process.exitCode = await runPhases(config, log, {
-    command: `run ${quote([jobs])}${flags.rules ? ` --rules ${flags.rules}` : ''}`,
-    plan: (run) => planRun(jobs, rules, run, config.stateDir),
+    command: `run ${quote([jobs])}${flags.rules ? ` --rules ${flags.rules}` : ''}${sweepText(flags)}`,
+    plan: (run) => planRun(jobs, rules, run, config.stateDir, sweep),
   });
 });
 
-addRunFlags(
-  program
-    .command('send')
-    .description('run every line of a file as one parallel phase')
-    .argument('<file>', 'the file of commands')
-    .option('--phase <name>', 'name of the phase (default: the file name)')
-    .option(
-      '--no-wait',
-      'publish the tasks and exit, without waiting for results (needs a broker)',
-    ),
-).action(async (file: string, flags: CommonFlags & { phase?: string; wait: boolean }) => {
-  const name = checkPhaseName(flags.phase ?? phaseNameOf(file));
-  const rules = singlePhase(name, file);
-  await checkReadable(file);
-  const { config, log } = await logFor(flags);
-  if (!flags.wait && (!config.broker || config.local)) {
-    throw new InputError(
-      'NO_WAIT_LOCAL',
-      '--no-wait needs a broker (RABBITMQ_URL): in local mode nothing would run the tasks',
-    );
-  }
-  process.exitCode = await runPhases(config, log, {
-    command: `send ${quote([file])} --phase ${name}${flags.wait ? '' : ' --no-wait'}`,
-    plan: (run) => planRun(file, rules, run, config.stateDir),
-    noWait: !flags.wait,
-  });
-});
+const sweepText = (flags: SweepFlags) =>
+  flags.params !== undefined
+    ? ` --params ${quote([flags.params])}`
+    : flags.seq !== undefined
+      ? ` --seq ${flags.seq}`
+      : '';
+
+addSweepFlags(
+  addRunFlags(
+    program
+      .command('send')
+      .description(
+        'run every line of a file as one parallel phase; with --params or --seq, FILE is a command template',
+      )
+      .argument('<file>', 'the file of commands (with --params or --seq: the command template)')
+      .option('--phase <name>', 'name of the phase (default: the file name, or `sweep`)')
+      .option(
+        '--no-wait',
+        'publish the tasks and exit, without waiting for results (needs a broker)',
+      ),
+  ),
+).action(
+  async (file: string, flags: CommonFlags & SweepFlags & { phase?: string; wait: boolean }) => {
+    const sweep = await sweepOf(flags);
+    const name = checkPhaseName(flags.phase ?? (sweep ? 'sweep' : phaseNameOf(file)));
+    const rules = singlePhase(name, file);
+    if (!sweep) await checkReadable(file);
+    const { config, log } = await logFor(flags);
+    if (!flags.wait && (!config.broker || config.local)) {
+      throw new InputError(
+        'NO_WAIT_LOCAL',
+        '--no-wait needs a broker (RABBITMQ_URL): in local mode nothing would run the tasks',
+      );
+    }
+    process.exitCode = await runPhases(config, log, {
+      command: `send ${quote([file])} --phase ${name}${sweepText(flags)}${flags.wait ? '' : ' --no-wait'}`,
+      plan: async (run) =>
+        sweep
+          ? [await planSweep(file, sweep, name, run, config.stateDir)]
+          : planRun(file, rules, run, config.stateDir),
+      noWait: !flags.wait,
+    });
+  },
+);
 
 addRunFlags(
   program

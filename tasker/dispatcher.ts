@@ -2,6 +2,7 @@ import { formatDuration, MINUTE } from '../shared/duration.js';
 import { IdMap } from '../shared/idMap.js';
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
+import { taskId } from '../shared/taskId.js';
 import type { EndRecord, LedgerWriter } from './ledger.js';
 import type { RunMemory } from './resume.js';
 import type { PhaseKind } from './rules.js';
@@ -22,6 +23,13 @@ export interface DispatchOptions {
   readonly retryDelayMs: number;
   readonly timeoutMs: number;
   readonly keepGoing: boolean;
+  /**
+   * At most this many tasks in the run, planned and spawned together: spawned tasks past it
+   * are dropped, with a warning (`--max-tasks`).
+   */
+  readonly maxTasks?: number;
+  /** Tasks the run's phases plan, all phases together (for `maxTasks`). */
+  readonly plannedTasks?: number;
   /** Globs of outputs each task uploads to S3 after it succeeds (`--upload`). */
   readonly upload?: readonly string[];
   /**
@@ -71,6 +79,8 @@ const TAIL_KEPT = 2048;
 // Columns of a phase's task table.
 const OFFSET = 0;
 const LENGTH = 1;
+/** LENGTH of a spawned task, whose command is held in memory rather than in the phase file. */
+const SPAWNED = 0xffffffff;
 /** Attempt (bits 0-11), first attempt of this session (12-23) and state (24-25), packed. */
 const PACKED = 2;
 // States (0: not tracked).
@@ -93,6 +103,7 @@ function errorTail(result: TaskResult): string {
 export class Dispatcher {
   private interrupted = false;
   private current: PhaseRun | undefined;
+  private readonly spawns: SpawnBook;
 
   constructor(
     private readonly ledger: LedgerWriter,
@@ -100,7 +111,9 @@ export class Dispatcher {
     private readonly options: DispatchOptions,
     private readonly log: Logger,
     private readonly onProgress: (progress: PhaseProgress) => void = () => {},
-  ) {}
+  ) {
+    this.spawns = new SpawnBook(options, memory);
+  }
 
   /**
    * Stops the run: nothing more is submitted, running tasks are stopped (local) or left to
@@ -128,6 +141,7 @@ export class Dispatcher {
       this.options,
       this.log,
       this.onProgress,
+      this.spawns,
     );
     this.current = run;
     if (this.interrupted) await run.interrupt();
@@ -147,6 +161,38 @@ export class Dispatcher {
       this.current = undefined;
       run.close();
     }
+  }
+}
+
+/**
+ * The run's spawned tasks, for deduplication over the whole run (a command spawned once, in
+ * any phase, is not spawned again) and for `--max-tasks`.
+ */
+class SpawnBook {
+  /** Phase-independent keys of every spawned command. */
+  private readonly seen = new IdMap(0);
+  private total: number;
+
+  constructor(
+    private readonly options: DispatchOptions,
+    memory: RunMemory,
+  ) {
+    this.total = (options.plannedTasks ?? 0) + memory.spawnedCount;
+    for (const [, command] of memory.allSpawned()) this.seen.upsert(this.key(command));
+  }
+
+  key(command: string): string {
+    return taskId(this.options.run, '', command);
+  }
+
+  /** Takes a command if it is new to the run and the run has room; false otherwise. */
+  take(command: string): 'new' | 'seen' | 'full' {
+    const key = this.key(command);
+    if (this.seen.find(key) >= 0) return 'seen';
+    if (this.options.maxTasks !== undefined && this.total >= this.options.maxTasks) return 'full';
+    this.seen.upsert(key);
+    this.total++;
+    return 'new';
   }
 }
 
@@ -175,6 +221,10 @@ class PhaseRun {
   private wakeUp: (() => void) | undefined;
   private failure: unknown;
   private progressTimer: NodeJS.Timeout | undefined;
+  /** Commands of spawned tasks (their LENGTH column is SPAWNED, their OFFSET the index here). */
+  private readonly spawned: string[] = [];
+  private droppedSpawns = 0;
+  private warnedFull = false;
 
   constructor(
     private readonly phase: PhasePlan,
@@ -184,6 +234,7 @@ class PhaseRun {
     private readonly options: DispatchOptions,
     private readonly log: Logger,
     private readonly onProgress: (progress: PhaseProgress) => void,
+    private readonly spawns: SpawnBook,
   ) {
     this.spool = new SpoolReader(phase.spool);
   }
@@ -237,6 +288,29 @@ class PhaseRun {
       await this.transport.submit(this.message(task.id, task.command, attempt));
       if (serial) await this.until(() => this.stopped || this.state(task.id) !== IN_FLIGHT);
     }
+    // Tasks spawned in this phase by an earlier session of the run.
+    for (const [id, command] of this.memory.spawnedIn(this.phase.name)) {
+      if (this.stopped || this.failure) break;
+      if (this.tasks.find(id) >= 0) continue;
+      const task = { id, offset: this.spawned.push(command) - 1, length: SPAWNED };
+      if (this.memory.succeeded(id)) {
+        this.expected++;
+        this.skipped++;
+        this.settled++;
+        continue;
+      }
+      const pending = this.memory.pending(id);
+      this.listen();
+      if (pending > 0) {
+        this.track(task, pending);
+        continue;
+      }
+      const attempt = this.memory.attempts(id) + 1;
+      this.track(task, attempt);
+      this.submitted++;
+      await this.transport.submit(this.message(id, command, attempt));
+      if (serial) await this.until(() => this.stopped || this.state(id) !== IN_FLIGHT);
+    }
     if (this.options.noWait && !serial) {
       await this.until(() => this.queuedCount >= this.submitted);
     } else {
@@ -248,7 +322,7 @@ class PhaseRun {
     return {
       name: this.phase.name,
       kind: this.phase.kind,
-      total: this.phase.total,
+      total: this.phase.total + this.spawned.length,
       succeeded: this.succeeded,
       failed: this.failed,
       skipped: this.skipped,
@@ -308,7 +382,10 @@ class PhaseRun {
   }
 
   private commandOf(slot: number): string {
-    return this.spool.command(this.tasks.get(slot, OFFSET), this.tasks.get(slot, LENGTH));
+    const offset = this.tasks.get(slot, OFFSET);
+    const length = this.tasks.get(slot, LENGTH);
+    if (length === SPAWNED) return this.spawned[offset] as string;
+    return this.spool.command(offset, length);
   }
 
   private message(id: string, command: string, attempt: number): TaskMessage {
@@ -400,6 +477,8 @@ class PhaseRun {
     };
     this.ledger.append(record);
     if (this.running > 0) this.running--;
+    if (result.state === 'succeeded' && result.spawned?.length)
+      this.spawn(result.task, result.spawned);
     if (retry) {
       // The next attempt is the one awaited from now on: a duplicate of this result, arriving
       // while the retry waits, is stale and counts nothing.
@@ -414,6 +493,49 @@ class PhaseRun {
       this.wake();
     }
     return this.ledger.flushed();
+  }
+
+  /**
+   * Adds the tasks a task spawned to this phase: new commands only (over the whole run), within
+   * `--max-tasks`. They are in the ledger before the result that brought them is acknowledged,
+   * so a tasker killed now finds them on resume; the barrier waits for them.
+   */
+  private spawn(by: string, commands: readonly string[]): void {
+    const accepted: [string, string][] = [];
+    for (const command of commands) {
+      // A task of this phase already (planned, or spawned before), or of the run.
+      const id = taskId(this.options.run, this.phase.name, command);
+      if (this.tasks.find(id) >= 0 || this.memory.attempts(id) > 0) continue;
+      if (accepted.some(([other]) => other === id)) continue;
+      const verdict = this.spawns.take(command);
+      if (verdict === 'full') this.droppedSpawns++;
+      if (verdict === 'new') accepted.push([id, command]);
+    }
+    if (this.droppedSpawns > 0 && !this.warnedFull) {
+      this.warnedFull = true;
+      this.log.warn(
+        { phase: this.phase.name },
+        `--max-tasks ${this.options.maxTasks} reached: tasks spawned from now on are dropped`,
+      );
+    }
+    if (accepted.length === 0) return;
+    this.ledger.append({
+      type: 'spawn',
+      at: new Date().toISOString(),
+      phase: this.phase.name,
+      by,
+      tasks: accepted,
+    });
+    if (this.stopped) return; // recorded: a resume runs them
+    for (const [id, command] of accepted) {
+      this.spawned.push(command);
+      this.track({ id, offset: this.spawned.length - 1, length: SPAWNED }, 1);
+      this.submitted++;
+      this.transport.submit(this.message(id, command, 1)).catch((error: unknown) => {
+        this.failure ??= error;
+        this.wake();
+      });
+    }
   }
 
   private recordFailure(result: TaskResult, command: string, tail: string): void {
@@ -473,7 +595,7 @@ class PhaseRun {
   private reportProgress(): void {
     this.onProgress({
       phase: this.phase.name,
-      total: this.phase.total,
+      total: this.phase.total + this.spawned.length,
       done: this.succeeded + this.skipped + this.failed,
       failed: this.failed,
       running: this.running,

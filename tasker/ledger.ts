@@ -59,6 +59,16 @@ export interface QueuedRecord {
   readonly tasks: readonly (readonly [string, number])[];
 }
 
+/** A task that succeeded added tasks to its phase (`WARREN_SPAWN`): their ids and commands. */
+export interface SpawnRecord {
+  readonly type: 'spawn';
+  readonly at: string;
+  readonly phase: string;
+  /** The task that spawned them. */
+  readonly by: string;
+  readonly tasks: readonly (readonly [string, string])[];
+}
+
 /** An attempt started on a worker slot. */
 export interface StartRecord {
   readonly type: 'start';
@@ -124,6 +134,7 @@ export type LedgerRecord =
   | PlanRecord
   | PhaseRecord
   | QueuedRecord
+  | SpawnRecord
   | StartRecord
   | EndRecord
   | PhaseEndRecord
@@ -135,6 +146,7 @@ const RECORD_TYPES = new Set([
   'plan',
   'phase',
   'queued',
+  'spawn',
   'start',
   'end',
   'phase-end',

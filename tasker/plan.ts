@@ -1,4 +1,5 @@
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createWriteStream, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { checkDirectory, makeDirs } from '../shared/dirs.js';
 import { describeSystemError, InfraError, InputError } from '../shared/errors.js';
@@ -8,6 +9,14 @@ import type { PhasePlan } from './dispatcher.js';
 import type { PhaseRule, RuleSet } from './rules.js';
 import { moveInto, type PhaseDraft, splitJobs } from './splitter.js';
 import { spoolLine } from './spool.js';
+import {
+  allValueSets,
+  checkTemplate,
+  fillWith,
+  placeholders,
+  type SweepSource,
+  valueSets,
+} from './sweep.js';
 
 function ensurePhasesDir(stateDir: string, run: string): string {
   const dir = statePaths.phasesDir(stateDir, run);
@@ -33,18 +42,90 @@ export async function planRun(
   rules: RuleSet,
   run: string,
   stateDir: string,
+  sweep?: SweepSource,
 ): Promise<PhasePlan[]> {
+  // With a sweep, every line that has placeholders becomes one task per value set.
+  let known: ReadonlySet<string> = new Set();
+  const sets = sweep
+    ? await allValueSets(sweep, (names) => {
+        known = names;
+      })
+    : [];
   const dir = ensurePhasesDir(stateDir, run);
   const counter = new OccurrenceCounter();
+  let templated = 0;
+  const line = (phase: string, text: string) => {
+    const first = taskId(run, phase, text);
+    const occurrence = counter.next(first);
+    return spoolLine(occurrence === 0 ? first : taskId(run, phase, text, occurrence), text);
+  };
   const drafts = await splitJobs(jobs, rules, {
     tempFile: (_name, index) => join(dir, `.draft-${process.pid}-${index}.jsonl`),
     format: (phase, text) => {
-      const first = taskId(run, phase, text);
-      const occurrence = counter.next(first);
-      return spoolLine(occurrence === 0 ? first : taskId(run, phase, text, occurrence), text);
+      if (!sweep || placeholders(text).length === 0) return line(phase, text);
+      checkTemplate(
+        text,
+        known,
+        `the line \`${text.length > 60 ? `${text.slice(0, 57)}...` : text}\``,
+      );
+      templated++;
+      return sets.map((values) => line(phase, fillWith(text, values)));
     },
   });
+  if (sweep && templated === 0) {
+    for (const draft of drafts) rmSync(draft.file, { force: true });
+    throw new InputError(
+      'NO_PLACEHOLDERS',
+      `${sweep.kind === 'params' ? '--params' : '--seq'} was given, but no line of \`${jobs}\` has {placeholders}`,
+    );
+  }
   return place(drafts, (draft) => statePaths.spool(stateDir, run, draft.name));
+}
+
+/**
+ * `tasker send --params FILE TEMPLATE` (or `--seq N`): one parallel phase of the template
+ * filled with each value set, streamed into the phase file.
+ */
+export async function planSweep(
+  template: string,
+  sweep: SweepSource,
+  name: string,
+  run: string,
+  stateDir: string,
+): Promise<PhasePlan> {
+  if (placeholders(template).length === 0) {
+    throw new InputError(
+      'NO_PLACEHOLDERS',
+      `the command \`${template}\` has no {placeholders}: every task would be the same`,
+    );
+  }
+  const dir = ensurePhasesDir(stateDir, run);
+  const draft = join(dir, `.draft-${process.pid}-sweep.jsonl`);
+  const spool = statePaths.spool(stateDir, run, name);
+  const counter = new OccurrenceCounter();
+  const out = createWriteStream(draft);
+  let total = 0;
+  try {
+    for await (const values of valueSets(sweep, (known) =>
+      checkTemplate(template, known, 'the command'),
+    )) {
+      const command = fillWith(template, values);
+      const first = taskId(run, name, command);
+      const occurrence = counter.next(first);
+      const id = occurrence === 0 ? first : taskId(run, name, command, occurrence);
+      if (!out.write(spoolLine(id, command))) await once(out, 'drain');
+      total++;
+    }
+    await new Promise<void>((resolve, reject) =>
+      out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    );
+  } catch (error) {
+    out.destroy();
+    rmSync(draft, { force: true });
+    throw error;
+  }
+  await moveInto(draft, spool);
+  return { name, kind: 'parallel', total, spool };
 }
 
 async function place(

@@ -13,6 +13,27 @@ const SUCCEEDED = 1 << 24;
  */
 export class RunMemory {
   private readonly tasks = new IdMap(1);
+  /** Tasks spawned in each phase, in order: `[id, command]`. */
+  private readonly spawns = new Map<string, [string, string][]>();
+  /** How many tasks were spawned in the run. */
+  spawnedCount = 0;
+
+  spawned(phase: string, tasks: readonly (readonly [string, string])[]): void {
+    const list = this.spawns.get(phase) ?? [];
+    for (const [id, command] of tasks) list.push([id, command]);
+    this.spawns.set(phase, list);
+    this.spawnedCount += tasks.length;
+  }
+
+  /** The tasks spawned in a phase by an earlier session of the run. */
+  spawnedIn(phase: string): readonly (readonly [string, string])[] {
+    return this.spawns.get(phase) ?? [];
+  }
+
+  /** Every spawned task of the run, for deduplication. */
+  *allSpawned(): Generator<readonly [string, string]> {
+    for (const list of this.spawns.values()) yield* list;
+  }
 
   /** An attempt of this task succeeded: it never runs again in this run. */
   succeeded(id: string): boolean {
@@ -96,6 +117,9 @@ export async function loadRunMemory(
         break;
       case 'cancel':
         cancelledAt ??= record.at;
+        break;
+      case 'spawn':
+        memory.spawned(record.phase, record.tasks);
         break;
       default:
         break;

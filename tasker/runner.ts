@@ -153,6 +153,8 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
       timeoutMs: config.timeoutMs,
       keepGoing: config.keepGoing,
       upload: config.upload,
+      maxTasks: config.maxTasks,
+      plannedTasks: plans.reduce((sum, plan) => sum + plan.total, 0),
       noWait: request.noWait,
     },
     runLog,

@@ -19,7 +19,7 @@ export interface PhaseSinkFactory {
   /** A temporary file for the phase; it is renamed or deleted when the split ends. */
   tempFile(name: string, index: number): string;
   /** Formats one line for the file (raw for `split`, `[id, command]` JSON for a run's spool). */
-  format(name: string, text: string): string;
+  format(name: string, text: string): string | readonly string[];
 }
 
 /** A buffered, backpressure-aware writer of one file. */
@@ -111,8 +111,15 @@ export async function splitJobs(
         );
       }
       const bucket = open(segment, rule);
-      await bucket.sink.write(sinks.format(bucket.name, entry.text));
-      bucket.lines++;
+      const formatted = sinks.format(bucket.name, entry.text);
+      if (typeof formatted === 'string') {
+        await bucket.sink.write(formatted);
+        bucket.lines++;
+      } else {
+        // A line that expands to several tasks (a parameter sweep).
+        for (const line of formatted) await bucket.sink.write(line);
+        bucket.lines += formatted.length;
+      }
       commands++;
       inSegment++;
     }

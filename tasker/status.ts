@@ -73,6 +73,7 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
   let finishedAt: string | null = null;
   let exitCode: number | null = null;
   let cancelled = false;
+  const spawned = new Map<string, (readonly [string, string])[]>();
   for await (const record of readLedger(ledgerPath)) {
     switch (record.type) {
       case 'run':
@@ -130,6 +131,12 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
       case 'cancel':
         cancelled = true;
         break;
+      case 'spawn': {
+        const list = spawned.get(record.phase) ?? [];
+        for (const task of record.tasks) list.push(task);
+        spawned.set(record.phase, list);
+        break;
+      }
       case 'phase-end':
         break;
     }
@@ -149,7 +156,8 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
       queued: 0,
       cancelled: 0,
     };
-    for await (const { id, command } of readSpool(statePaths.spool(stateDir, run, name))) {
+    const planned = readSpool(statePaths.spool(stateDir, run, name));
+    for await (const { id, command } of withSpawned(planned, spawned.get(name) ?? [])) {
       const task = known.get(id);
       const last: TaskState = !task
         ? 'queued'
@@ -191,6 +199,15 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
             ? 'interrupted'
             : 'error';
   return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks };
+}
+
+/** A phase's tasks: those planned, then those its tasks spawned. */
+async function* withSpawned(
+  planned: AsyncIterable<{ id: string; command: string }>,
+  spawned: readonly (readonly [string, string])[],
+): AsyncGenerator<{ id: string; command: string }> {
+  yield* planned;
+  for (const [id, command] of spawned) yield { id, command };
 }
 
 function blank(phase: string): Known {

@@ -1,10 +1,13 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3Settings } from '../shared/config.js';
+import { makeDirs } from '../shared/dirs.js';
 import { formatDuration } from '../shared/duration.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { s3Client, uploadOutputs } from '../shared/s3.js';
+import { statePaths } from '../shared/statePaths.js';
 import type { LaunchEnd, Launcher } from './launcher.js';
 import type { OomCounter } from './oom.js';
 import type { SlotLog } from './slotLog.js';
@@ -143,6 +146,10 @@ async function attempt(
   startedAt: Date,
 ): Promise<TaskResult> {
   const log = context.log.begin(task);
+  // A fresh, empty file per task: what the task writes there becomes new tasks of its phase.
+  const spawnFile = statePaths.spawnFile(context.log.stateDir, task.run, context.worker);
+  makeDirs(dirname(spawnFile));
+  writeFileSync(spawnFile, '');
   const oomBefore = context.oom?.read();
   const end = await context.launcher.run({
     command: task.command,
@@ -152,25 +159,57 @@ async function attempt(
       WARREN_PHASE: task.phase,
       WARREN_TASK_ID: task.task,
       WARREN_ATTEMPT: String(task.attempt),
+      WARREN_SPAWN: spawnFile,
     },
     stdoutPath: log.stdoutPath,
     stderrPath: log.stderrPath,
     header: log.header,
     timeoutMs: task.timeoutMs,
   });
+  const outcome = oomOrNot(describeEnd(end, task.timeoutMs), oomBefore, context.oom?.read());
+  // Only a task that succeeded adds tasks: a failed attempt may have written half its list.
+  const spawned = outcome.state === 'succeeded' ? readSpawned(spawnFile) : [];
+  rmSync(spawnFile, { force: true });
   return {
     v: PROTOCOL_VERSION,
     run: task.run,
     phase: task.phase,
     task: task.task,
     attempt: task.attempt,
-    ...oomOrNot(describeEnd(end, task.timeoutMs), oomBefore, context.oom?.read()),
+    ...outcome,
     worker: context.worker,
     host: context.host,
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     ...context.log.finish(log),
+    ...(spawned.length > 0 ? { spawned } : {}),
   };
+}
+
+/** At most this many spawned commands per task, and this many bytes of them. */
+export const SPAWN_LIMIT = { lines: 10_000, bytes: 1024 * 1024 } as const;
+
+/**
+ * The commands a task wrote to its spawn file: one per line, blank lines and `#` comments
+ * skipped, within SPAWN_LIMIT (the rest is dropped: the result must stay a small message).
+ */
+function readSpawned(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return []; // the task removed it
+  }
+  const commands: string[] = [];
+  let bytes = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\r$/, '').trim();
+    if (line === '' || line.startsWith('#')) continue;
+    bytes += Buffer.byteLength(line);
+    if (commands.length >= SPAWN_LIMIT.lines || bytes > SPAWN_LIMIT.bytes) break;
+    commands.push(line);
+  }
+  return commands;
 }
 
 type Outcome = Pick<TaskResult, 'state' | 'failure' | 'reason' | 'exitCode' | 'signal'>;

@@ -43,7 +43,7 @@ export class SlotLog {
   private current: OpenLog | undefined;
 
   constructor(
-    private readonly stateDir: string,
+    readonly stateDir: string,
     private readonly slot: string,
   ) {}
 
