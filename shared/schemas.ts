@@ -65,6 +65,8 @@ export const TaskResult = z.object({
   logs: z.object({ stdout: LogSpan, stderr: LogSpan }).nullable(),
   /** Outputs uploaded after the command succeeded. */
   uploaded: z.array(UploadedObject).optional(),
+  /** How long the uploads took, in ms (within finishedAt - startedAt). */
+  uploadMs: z.number().int().min(0).optional(),
   /** Commands the task wrote to `WARREN_SPAWN`: new tasks for its phase. */
   spawned: z.array(z.string().min(1)).max(10_000).optional(),
 });

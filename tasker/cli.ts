@@ -11,6 +11,7 @@ import { createLogger } from '../shared/logger.js';
 import { fetchRun, formatBytes, runPrefix, s3Client } from '../shared/s3.js';
 import { cancelRun } from './cancel.js';
 import { cleanDir } from './clean.js';
+import { collectRun } from './collect.js';
 import { checkReadable } from './jobsFile.js';
 import { phaseNameOf, planOnce, planRun, planSweep, singlePhase, splitToParts } from './plan.js';
 import { checkPhaseName, resolveRules } from './rules.js';
@@ -293,6 +294,25 @@ addCommon(
       : 'no broker configured, so no workers told',
   ];
   process.stdout.write(`cancelled run ${run}: ${how.join('; ')}\n`);
+});
+
+addCommon(
+  program
+    .command('collect')
+    .description(
+      "record the results waiting in a run's queue (a `send --no-wait` run whose tasker exited)",
+    )
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option('--wait', 'wait until every published task of the run has a result')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren holds the run (default: the current directory)',
+    ),
+).action(async (flags: CommonFlags & { wait?: boolean }) => {
+  const { config, log } = await logFor(flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const collected = await collectRun(config, run, log.child({ run }), flags.wait ?? false);
+  process.exitCode = collected.exitCode;
 });
 
 addCommon(

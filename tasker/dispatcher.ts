@@ -437,6 +437,38 @@ class PhaseRun {
       this.stateOf(slot) !== IN_FLIGHT ||
       this.attemptOf(slot) !== result.attempt
     ) {
+      // The result of a task another tasker of this run published and left (`send --no-wait`
+      // of an earlier phase): recorded, so that it is not lost, as `tasker collect` would.
+      if (
+        result.run === this.options.run &&
+        result.phase !== this.phase.name &&
+        this.memory.pending(result.task) === result.attempt &&
+        !this.memory.succeeded(result.task)
+      ) {
+        this.memory.ended(result.task, result.attempt, result.state === 'succeeded');
+        this.ledger.append({
+          type: 'end',
+          at: new Date().toISOString(),
+          task: result.task,
+          phase: result.phase,
+          command: known ?? '',
+          attempt: result.attempt,
+          state: result.state,
+          final: true,
+          failure: result.failure,
+          reason: result.reason,
+          worker: result.worker,
+          host: result.host,
+          startedAt: result.startedAt,
+          finishedAt: result.finishedAt,
+          exitCode: result.exitCode,
+          signal: result.signal,
+          errorTail: errorTail(result),
+          logs: result.logs,
+          ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
+        });
+        return this.ledger.flushed();
+      }
       this.log.debug(
         { task: result.task, attempt: result.attempt },
         'dropped a duplicate or stale result',
@@ -474,6 +506,7 @@ class PhaseRun {
       errorTail: errorTail(result),
       logs: result.logs,
       ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
+      ...(result.uploadMs !== undefined ? { uploadMs: result.uploadMs } : {}),
     };
     this.ledger.append(record);
     if (this.running > 0) this.running--;

@@ -103,6 +103,8 @@ export interface EndRecord {
   readonly logs: TaskResult['logs'];
   /** Outputs uploaded to S3 (key, size, checksum), when the run uploads any. */
   readonly uploaded?: TaskResult['uploaded'];
+  /** How long the uploads took, in ms. */
+  readonly uploadMs?: number;
 }
 
 /** A phase reached its barrier (or was stopped). */

@@ -1,4 +1,5 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { formatDuration } from '../shared/duration.js';
 import { terminal } from '../shared/logger.js';
 import type { PhaseProgress } from './dispatcher.js';
 
@@ -10,17 +11,17 @@ export class Progress {
   private readonly bars = new MultiBar(
     {
       format:
-        '{phase} |{bar}| {value}/{total} done, {failed} failed, {running} running | ETA {eta_formatted}',
+        '{phase} |{bar}| {value}/{total} done, {failed} failed, {running} running | ETA {left}',
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
-      etaBuffer: 50,
       fps: 5,
       stream: process.stderr,
     },
     Presets.shades_classic,
   );
   private readonly phases = new Map<string, SingleBar>();
+  private readonly started = new Map<string, { at: number; done: number }>();
   private readonly width: number;
 
   constructor(phaseNames: readonly string[]) {
@@ -34,6 +35,7 @@ export class Progress {
       phase: progress.phase.padEnd(this.width),
       failed: progress.failed,
       running: progress.running,
+      left: this.eta(progress),
     };
     if (!bar) {
       bar = this.bars.create(progress.total, progress.done, payload);
@@ -41,6 +43,20 @@ export class Progress {
     }
     bar.setTotal(progress.total);
     bar.update(progress.done, payload);
+  }
+
+  /** Time left at the pace since this tasker first saw the phase; `-` until a task ends. */
+  private eta(progress: PhaseProgress): string {
+    const start = this.started.get(progress.phase);
+    if (!start) {
+      this.started.set(progress.phase, { at: Date.now(), done: progress.done });
+      return '-';
+    }
+    const done = progress.done - start.done;
+    if (progress.done >= progress.total) return '0s';
+    if (done <= 0) return '-';
+    const perTask = (Date.now() - start.at) / done;
+    return formatDuration(Math.round(perTask * (progress.total - progress.done)));
   }
 
   stop(): void {

@@ -140,6 +140,21 @@ export class RabbitTransport implements Transport {
     await this.broker?.close();
   }
 
+  /** Messages ready in the run's results queue (0 when it cannot be checked). */
+  async waiting(): Promise<number> {
+    const model = this.model;
+    if (!model) return 0;
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      return (await channel.checkQueue(this.resultsQueue)).messageCount;
+    } catch {
+      return 0;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
   /**
    * Deletes the run's results queue if nothing is left in it; returns how many messages keep
    * it alive otherwise.

@@ -218,7 +218,7 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
     } else if (interrupted) runLog.warn(`run ${run} interrupted; resume it with --run-id ${run}`);
     else if (request.noWait && !failed)
       runLog.info(
-        `run ${run}: published; \`tasker send\` of the same file with --run-id ${run} waits for its results`,
+        `run ${run}: published; \`tasker collect --run-id ${run}\` records its results as they come (\`tasker status\` shows them once collected)`,
       );
     else if (!failed) runLog.info(`run ${run} succeeded`);
   } finally {

@@ -43,7 +43,8 @@ export interface PhaseStatus {
 export interface RunStatus {
   run: string;
   /** `running` while a tasker holds the run; otherwise how its last tasker ended. */
-  state: 'running' | 'succeeded' | 'failed' | 'interrupted' | 'cancelled' | 'error';
+  /** `waiting`: published with `send --no-wait`, results not collected yet. */
+  state: 'running' | 'waiting' | 'succeeded' | 'failed' | 'interrupted' | 'cancelled' | 'error';
   mode: string | null;
   startedAt: string | null;
   finishedAt: string | null;
@@ -187,17 +188,26 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
     }
     phaseStatus.push(counts);
   }
+  // Tasks out on the broker with no tasker waiting for them (`send --no-wait`): their results
+  // wait in the run's queue until `tasker collect`.
+  const out =
+    mode === 'rabbitmq' &&
+    tasks.some((task) => task.state === 'queued' || task.state === 'running');
   const state: RunStatus['state'] = active
     ? 'running'
     : cancelled
       ? 'cancelled'
-      : exitCode === 0
-        ? 'succeeded'
-        : exitCode === 1
-          ? 'failed'
-          : exitCode === null || exitCode === 130
-            ? 'interrupted'
-            : 'error';
+      : out && exitCode === 0
+        ? 'waiting'
+        : cancelled
+          ? 'cancelled'
+          : exitCode === 0
+            ? 'succeeded'
+            : exitCode === 1
+              ? 'failed'
+              : exitCode === null || exitCode === 130
+                ? 'interrupted'
+                : 'error';
   return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks };
 }
 

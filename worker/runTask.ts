@@ -122,6 +122,7 @@ async function upload(
       `its outputs (${globs.join(', ')}) were not uploaded: no bucket is set where it ran (S3_BUCKET or --bucket)`,
     );
   }
+  const began = Date.now();
   try {
     const uploaded = await uploadOutputs({
       client: await uploads.client(),
@@ -134,7 +135,12 @@ async function upload(
       exclude: uploads.exclude,
       seen: uploads.seen,
     });
-    return { ...result, uploaded, finishedAt: new Date().toISOString() };
+    return {
+      ...result,
+      uploaded,
+      uploadMs: Date.now() - began,
+      finishedAt: new Date().toISOString(),
+    };
   } catch (error) {
     return failed(`upload failed: ${error instanceof Error ? error.message : String(error)}`);
   }
