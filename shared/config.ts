@@ -17,6 +17,8 @@ export interface Flags {
   readonly retryDelay?: string;
   readonly keepGoing?: boolean;
   readonly maxTasks?: string;
+  readonly http?: string;
+  readonly httpHost?: string;
   readonly timeout?: string;
   readonly killGrace?: string;
   readonly local?: boolean;
@@ -76,6 +78,12 @@ export interface Config {
    * @defaultValue none (`--max-tasks`)
    */
   readonly maxTasks: number | undefined;
+  /**
+   * Port of the tasker's live view (report and `/api/status`); 0: none.
+   * @defaultValue 0 (`--http`), on 127.0.0.1 (`--http-host`)
+   */
+  readonly httpPort: number;
+  readonly httpHost: string;
   /**
    * Per-task time limit in ms; 0 means none.
    * @defaultValue 0 (`WARREN_TIMEOUT`, `--timeout`)
@@ -417,6 +425,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
     publishWindow: count(undefined, 'WARREN_PUBLISH_WINDOW', 'publish window', 1, 100_000, 1000),
     maxTasks:
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),
+    httpPort: flags.http === undefined ? 0 : integer(flags.http, '--http port', 1, 65535),
+    httpHost: flags.httpHost ?? '127.0.0.1',
     concurrency: count(flags.concurrency, 'WARREN_CONCURRENCY', 'concurrency', 1, 1024, 1),
     exitWhenIdleMs: duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
     graceMs: duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import picomatch from 'picomatch';
 import { quote } from 'shell-quote';
@@ -13,7 +13,9 @@ import { cancelRun } from './cancel.js';
 import { cleanDir } from './clean.js';
 import { collectRun } from './collect.js';
 import { checkReadable } from './jobsFile.js';
+import { showLogs } from './logs.js';
 import { phaseNameOf, planOnce, planRun, planSweep, singlePhase, splitToParts } from './plan.js';
+import { buildReport } from './report.js';
 import { checkPhaseName, resolveRules } from './rules.js';
 import { runPhases } from './runner.js';
 import { latestRun } from './session.js';
@@ -108,7 +110,9 @@ function addRunFlags(command: Command): Command {
     .option(
       '--max-tasks <n>',
       'stop adding tasks that tasks spawn (WARREN_SPAWN) once the run has N tasks',
-    );
+    )
+    .option('--http <port>', 'serve a live report and /api/status on this port while running')
+    .option('--http-host <host>', 'address the live view listens on (default: 127.0.0.1)');
 }
 
 function addRuleFlags(command: Command): Command {
@@ -298,6 +302,61 @@ addCommon(
 
 addCommon(
   program
+    .command('report')
+    .description(
+      'write one self-contained HTML file about a run: timeline, durations, slowest tasks, failures, slots',
+    )
+    .option('-o, --output <file>', 'where to write it (default: warren-report-<run>.html)')
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren holds the run (default: the current directory)',
+    ),
+).action(async (flags: CommonFlags & { output?: string }) => {
+  const config = loadConfig(process.env, flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const html = await buildReport(config.stateDir, run);
+  const output = flags.output ?? `warren-report-${run}.html`;
+  try {
+    writeFileSync(output, html);
+  } catch (error) {
+    throw new InputError(
+      'OUTPUT_UNWRITABLE',
+      `cannot write \`${output}\`: ${describeSystemError(error)}`,
+    );
+  }
+  process.stdout.write(`wrote ${output} (run ${run}, ${formatBytes(Buffer.byteLength(html))})\n`);
+});
+
+addCommon(
+  program
+    .command('logs')
+    .description("print a task's stdout and stderr; -f follows a running task until it ends")
+    .argument('<task>', 'a task id prefix (4+ hex digits) or a piece of its command')
+    .option('-f, --follow', 'keep printing what the task writes until it ends')
+    .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
+    .option(
+      '--workdir <dir>',
+      'working directory whose .warren holds the run (default: the current directory)',
+    ),
+).action(async (query: string, flags: CommonFlags & { follow?: boolean }) => {
+  const config = loadConfig(process.env, flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  await showLogs({
+    stateDir: config.stateDir,
+    run,
+    query,
+    follow: flags.follow ?? false,
+    streams: {
+      out: (bytes) => process.stdout.write(bytes),
+      err: (bytes) => process.stderr.write(bytes),
+    },
+    note: (line) => process.stderr.write(`tasker: ${line}\n`),
+  });
+});
+
+addCommon(
+  program
     .command('collect')
     .description(
       "record the results waiting in a run's queue (a `send --no-wait` run whose tasker exited)",
@@ -360,18 +419,36 @@ addCommon(
       'working directory whose .warren to read (default: the current directory)',
     )
     .option('--json', 'print JSON (see docs/ledger.md)')
-    .option('--failed', 'list failed tasks with their errors'),
-).action(async (flags: CommonFlags) => {
+    .option('--failed', 'list failed tasks with their errors')
+    .option('--watch', 'refresh every second while the run is running (in place on a terminal)'),
+).action(async (flags: CommonFlags & { watch?: boolean }) => {
   const config = loadConfig(process.env, flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
-  const status = await runStatus(config.stateDir, run);
-  if (flags.json) {
+  const render = async () => {
+    const status = await runStatus(config.stateDir, run);
+    if (!flags.json) return { status, text: formatStatus(status, flags.failed ?? false) };
     const tasks = flags.failed
       ? status.tasks.filter((task) => task.state === 'failed')
       : status.tasks;
-    process.stdout.write(`${JSON.stringify({ ...status, tasks }, null, 2)}\n`);
-  } else {
-    process.stdout.write(formatStatus(status, flags.failed ?? false));
+    return { status, text: `${JSON.stringify({ ...status, tasks }, null, 2)}\n` };
+  };
+  let shown = '';
+  for (;;) {
+    const { status, text } = await render();
+    if (!flags.watch) {
+      process.stdout.write(text);
+      return;
+    }
+    if (process.stdout.isTTY) {
+      // Home, clear the screen, draw: the status stays in place.
+      process.stdout.write(`\x1b[H\x1b[2J${text}`);
+    } else if (text !== shown) {
+      // Elsewhere (a pipe, kubectl logs): each change once.
+      process.stdout.write(`${shown ? '\n' : ''}${text}`);
+    }
+    shown = text;
+    if (status.state !== 'running') return;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 });
 

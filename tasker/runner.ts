@@ -7,6 +7,7 @@ import { onShutdown } from '../shared/shutdown.js';
 import { statePaths } from '../shared/statePaths.js';
 import { resultsQueue } from '../shared/topology.js';
 import { Dispatcher, type PhasePlan, type PhaseSummary } from './dispatcher.js';
+import { startLiveView } from './liveView.js';
 import { LocalPool } from './localPool.js';
 import { Progress } from './progress.js';
 import { RabbitTransport } from './rabbitTransport.js';
@@ -136,6 +137,22 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
   }
   const { session, plans } = opened;
   const runLog = log.child({ run });
+  let view: Awaited<ReturnType<typeof startLiveView>> | undefined;
+  if (config.httpPort > 0) {
+    try {
+      view = await startLiveView({
+        port: config.httpPort,
+        host: config.httpHost,
+        stateDir: config.stateDir,
+        run,
+        log: runLog,
+      });
+    } catch (error) {
+      await Promise.all([transports.parallel.close(), transports.serial.close()]);
+      await session.close(EXIT.INFRA);
+      throw error;
+    }
+  }
   runLog.info(
     `${session.resumed ? 'resuming' : 'started'} run ${run}: ${transports.parallel.mode} mode, ${transports.parallel.description} (${transports.why}); ${plural(plans.length, 'phase')}`,
   );
@@ -242,6 +259,7 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
     }
     await Promise.all([transports.parallel.close(), transports.serial.close()]);
     await session.close(exitCode);
+    view?.close();
   }
   return exitCode;
 }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { formatDuration } from '../shared/duration.js';
 import { InputError } from '../shared/errors.js';
 import type { FailureClass, TaskResult } from '../shared/protocol.js';
 import { statePaths } from '../shared/statePaths.js';
@@ -37,6 +38,16 @@ export interface PhaseStatus {
   running: number;
   queued: number;
   cancelled: number;
+  /** Tasks that needed more than one attempt. */
+  retried: number;
+  /** First start and last end of its tasks' attempts, as far as the ledger knows. */
+  startedAt: string | null;
+  finishedAt: string | null;
+  /**
+   * Time left at the pace so far, in ms: for a phase with tasks done and tasks left; null
+   * otherwise.
+   */
+  etaMs: number | null;
 }
 
 /** `tasker status --json`. */
@@ -156,6 +167,10 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
       running: 0,
       queued: 0,
       cancelled: 0,
+      retried: 0,
+      startedAt: null,
+      finishedAt: null,
+      etaMs: null,
     };
     const planned = readSpool(statePaths.spool(stateDir, run, name));
     for await (const { id, command } of withSpawned(planned, spawned.get(name) ?? [])) {
@@ -170,6 +185,11 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
         cancelled && (last === 'queued' || last === 'running') ? 'cancelled' : last;
       counts.total++;
       counts[state]++;
+      if ((task?.attempts ?? 0) > 1) counts.retried++;
+      if (task?.startedAt && (!counts.startedAt || task.startedAt < counts.startedAt))
+        counts.startedAt = task.startedAt;
+      if (task?.finishedAt && (!counts.finishedAt || task.finishedAt > counts.finishedAt))
+        counts.finishedAt = task.finishedAt;
       tasks.push({
         id,
         phase: name,
@@ -186,6 +206,7 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
         logs: task?.logs ?? null,
       });
     }
+    counts.etaMs = etaOf(counts, active);
     phaseStatus.push(counts);
   }
   // Tasks out on the broker with no tasker waiting for them (`send --no-wait`): their results
@@ -209,6 +230,15 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
                 ? 'interrupted'
                 : 'error';
   return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks };
+}
+
+/** Time left in a phase at its pace so far (tasks ended per ms since its first start). */
+function etaOf(phase: PhaseStatus, active: boolean): number | null {
+  const done = phase.succeeded + phase.failed;
+  const left = phase.total - done - phase.cancelled;
+  if (!active || done === 0 || left <= 0 || !phase.startedAt) return null;
+  const elapsed = Date.now() - Date.parse(phase.startedAt);
+  return Math.round((elapsed / done) * left);
 }
 
 /** A phase's tasks: those planned, then those its tasks spawned. */
@@ -266,7 +296,7 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
   ];
   lines.push(
     table([
-      ['phase', 'kind', 'total', 'succeeded', 'failed', 'running', 'queued'],
+      ['phase', 'kind', 'total', 'succeeded', 'failed', 'running', 'queued', 'retried', 'ETA'],
       ...status.phases.map((phase) => [
         phase.name,
         phase.kind,
@@ -275,6 +305,8 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
         String(phase.failed),
         String(phase.running),
         String(phase.queued + phase.cancelled),
+        String(phase.retried),
+        phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
       ]),
     ]),
   );
@@ -283,7 +315,7 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
     lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);
     for (const task of failed) {
       lines.push(
-        `  ${task.id} [${task.phase}] ${task.reason ?? 'failed'} after ${task.attempts} attempt(s): ${task.command}`,
+        `  ${task.id} [${task.phase}] ${task.failure ?? 'failed'}: ${task.reason ?? 'failed'} after ${task.attempts} attempt(s): ${task.command}`,
       );
       const tail = task.errorTail.trimEnd();
       if (tail)
