@@ -32,6 +32,7 @@ export interface Flags {
   readonly name?: string;
   readonly inflightDir?: string;
   readonly healthPort?: string;
+  readonly metricsPort?: string;
   readonly bucket?: string;
   readonly upload?: readonly string[];
 }
@@ -160,6 +161,11 @@ export interface Config {
    */
   readonly healthPort: number;
   /**
+   * Worker: port of `GET /metrics` (Prometheus); may be the health port.
+   * @defaultValue 0: none (`WARREN_METRICS_PORT`, `--metrics-port`)
+   */
+  readonly metricsPort: number;
+  /**
    * Key for signing tasks (tasker) and checking them (worker): HMAC-SHA256. Only from the
    * environment (a Kubernetes Secret), never a flag.
    * @defaultValue none: tasks are not signed (`WARREN_SIGNING_KEY`)
@@ -229,6 +235,7 @@ export const ENVIRONMENT = [
   'WARREN_WORKER_NAME',
   'WARREN_INFLIGHT_DIR',
   'WARREN_HEALTH_PORT',
+  'WARREN_METRICS_PORT',
   'WARREN_SIGNING_KEY',
   'WARREN_LOG_LEVEL',
   'WARREN_LOG_FORMAT',
@@ -439,6 +446,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
     s3: s3From(env, flags.bucket),
     upload: uploadGlobs(flags.upload ?? []),
     healthPort: count(flags.healthPort, 'WARREN_HEALTH_PORT', 'health port', 0, 65535, 0),
+    metricsPort: count(flags.metricsPort, 'WARREN_METRICS_PORT', 'metrics port', 0, 65535, 0),
     inflightDir: inflight === undefined ? undefined : resolve(cwd, inflight),
     taskEnv: Object.freeze(
       Object.fromEntries(Object.entries(env).filter(([name]) => !SECRET_ENV.has(name))),

@@ -38,6 +38,10 @@ const program = strictProgram(new Command('worker'))
     'serve /livez and /readyz on this port, for Kubernetes probes (default: none)',
   )
   .option(
+    '--metrics-port <port>',
+    'serve Prometheus metrics at /metrics on this port (may be the health port; default: none)',
+  )
+  .option(
     '--inflight-dir <dir>',
     'directory that outlives the container (an emptyDir): markers of running tasks, so a worker whose container died reports them',
   )

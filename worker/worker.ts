@@ -13,6 +13,7 @@ import { decodeControl, decodeTask } from '../shared/wire.js';
 import { startHealthServer } from './health.js';
 import { InflightMarkers } from './inflight.js';
 import { Launcher } from './launcher.js';
+import { WorkerMetrics } from './metrics.js';
 import { OomCounter } from './oom.js';
 import { ResultPublisher } from './publisher.js';
 import { runTask, type TaskContext, uploadsFor } from './runTask.js';
@@ -87,6 +88,8 @@ export class Worker {
   private finished: ((code: number) => void) | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private health: Server | undefined;
+  private metricsServer: Server | undefined;
+  private metrics: WorkerMetrics | undefined;
 
   constructor(
     private readonly config: Config & { broker: BrokerOptions },
@@ -121,6 +124,15 @@ export class Worker {
       this.finished = resolve;
     });
     // Probes answer from the start: /livez while connecting, /readyz once connected.
+    const metrics =
+      this.config.metricsPort > 0
+        ? new WorkerMetrics(
+            this.config.concurrency,
+            () => this.running.size,
+            this.config.workerName,
+          )
+        : undefined;
+    this.metrics = metrics;
     if (this.config.healthPort > 0) {
       this.health = await startHealthServer(this.config.healthPort, {
         // Connected and consuming, or connected and waiting for a tasker to declare the queue.
@@ -128,7 +140,12 @@ export class Worker {
           !this.stopping &&
           this.model !== undefined &&
           (this.consumer !== undefined || this.waitingForQueue),
+        // One port for both when they are the same.
+        metrics: this.config.metricsPort === this.config.healthPort ? metrics : undefined,
       });
+    }
+    if (metrics && this.config.metricsPort !== this.config.healthPort) {
+      this.metricsServer = await startHealthServer(this.config.metricsPort, { metrics });
     }
     this.broker = await Broker.connect(
       { ...this.config.broker, name: `warren worker ${this.config.workerName}` },
@@ -188,6 +205,7 @@ export class Worker {
     for (const slot of this.free) slot.log.close();
     await this.broker?.close();
     this.health?.close();
+    this.metricsServer?.close();
     this.finished?.(code);
   }
 
@@ -477,6 +495,7 @@ export class Worker {
     if (result.state === 'succeeded')
       log.info(`succeeded in ${formatDuration(elapsed)}: ${firstLine(task.command)}`);
     else log.warn(`${result.reason} after ${formatDuration(elapsed)}: ${firstLine(task.command)}`);
+    this.metrics?.ended(result);
     if (await this.publisher.result(result, task.replyTo)) remember(this.remembered, key);
     if (channel === this.consumer?.channel && !delivery.lost) {
       safely(() => channel.ack(message));

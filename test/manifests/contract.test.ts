@@ -72,17 +72,18 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
       Array.from({ length: count }, async (_, i) => {
         const name = `${owner.metadata.name}-5d8f7-${i}`;
         const port = await freePort();
+        const metrics = await freePort();
         const own = join(scratch.dir, name);
         const launch = launchOf(workerImage, pod, container, {
           volumes: { data, inflight: join(own, 'inflight'), tmp: join(own, 'tmp') },
           secrets: signing,
           fields: { 'metadata.name': name },
-          ports: { 8080: port },
+          ports: { 8080: port, 9090: metrics },
           extraEnv: { WARREN_QUEUE: queue },
         });
         mkdirSync(join(own, 'inflight'), { recursive: true });
         mkdirSync(join(own, 'tmp'), { recursive: true });
-        return { name, port, process: startContainer(launch) };
+        return { name, port, metrics, process: startContainer(launch) };
       }),
     );
   }
@@ -148,6 +149,16 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
       expect(simulations).toHaveLength(2);
       for (const end of simulations)
         expect(workers.map((worker) => worker.name)).toContain(end.worker.replace(/-\d+$/, ''));
+      // What Prometheus would scrape from the pods adds up to what ran on them.
+      let scraped = 0;
+      for (const worker of workers) {
+        const text = await (await fetch(`http://127.0.0.1:${worker.metrics}/metrics`)).text();
+        for (const line of text.split('\n'))
+          if (line.startsWith('warren_tasks_total{') && line.includes('outcome="succeeded"'))
+            scraped += Number(line.split(' ').at(-1));
+      }
+      const onPods = ends.filter((end) => workers.some((w) => end.worker.startsWith(`${w.name}-`)));
+      expect(scraped).toBe(onPods.length);
 
       // A pod that starts after the run succeeded does nothing again.
       const before = statSync(final).mtimeMs;

@@ -5,13 +5,14 @@ import {
   ScaledObject,
   TriggerAuthentication,
 } from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Ajv } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Namespace, PersistentVolume, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
-import { PLAIN, plainText } from '../../scripts/plainManifests.js';
+import { PLAIN, plainText, render } from '../../scripts/plainManifests.js';
 import { ENVIRONMENT } from '../../shared/config.js';
 import { FIXTURES, ROOT } from '../helpers/cli.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
@@ -41,6 +42,7 @@ function validate(object: K8sObject): void {
     'keda.sh/v1alpha1/ScaledObject': ScaledObject,
     'keda.sh/v1alpha1/ScaledJob': ScaledJob,
     'keda.sh/v1alpha1/TriggerAuthentication': TriggerAuthentication,
+    'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
   };
   const key = `${object.apiVersion}/${object.kind}`;
   if (key === 'rabbitmq.com/v1beta1/RabbitmqCluster') {
@@ -126,6 +128,33 @@ describe('Kubernetes manifests', () => {
       }
     },
   );
+
+  it('workers serve /metrics on a named port that the annotations and the PodMonitor scrape', () => {
+    const objects = render(join(FIXTURES, 'kube', 'podmonitor')) as K8sObject[];
+    const monitor = objects.find((object) => object.kind === 'PodMonitor') as K8sObject;
+    expect(() => validate(monitor)).not.toThrow();
+    const [endpoint] = monitor.spec.podMetricsEndpoints;
+    const workers = podSpecs(objects).filter(({ owner }) =>
+      ['warren-worker', 'warren-drain-workers'].includes(owner.metadata.name),
+    );
+    expect(workers).toHaveLength(2);
+    for (const { owner, template } of workers) {
+      const where = owner.metadata.name;
+      const [worker] = template.spec.containers;
+      const port = worker.ports.find((p: K8sObject) => p.name === endpoint.port);
+      expect(port, where).toBeTruthy();
+      expect(worker.args, where).toContain(`--metrics-port=${port.containerPort}`);
+      expect(template.metadata.annotations, where).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': String(port.containerPort),
+        'prometheus.io/path': endpoint.path,
+      });
+      // The PodMonitor's selector takes this pod.
+      const labels = template.metadata.labels;
+      for (const rule of monitor.spec.selector.matchExpressions)
+        expect(rule.values, `${where}: ${rule.key}`).toContain(labels[rule.key]);
+    }
+  });
 
   it('sets no environment variable Warren does not read, and names secrets the docs name', () => {
     const secrets = new Set<string>();

@@ -203,4 +203,37 @@ describe('worker', () => {
     expect(exit?.exitCode, exit?.stderr).toBe(0);
     workers = [];
   });
+
+  it('serves Prometheus metrics on --metrics-port: tasks by outcome and class, durations, slots', async () => {
+    const port = await freePort();
+    writeFileSync(join(dir, 'jobs.sh'), "true\ntrue\nsh -c 'exit 7'\n");
+    workers = startWorkers(1, {
+      cwd: dir,
+      queue,
+      args: ['--metrics-port', String(port), '--concurrency', '2'],
+    });
+    const result = await tasker(['run', 'jobs.sh', '--run-id', 'metrics-1', '--retries', '0'], {
+      cwd: dir,
+      env: env(),
+    });
+    expect(result.exitCode).toBe(1);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await response.text();
+    // The value of the series with this name and these labels (in any order).
+    const value = (name: string, labels: Record<string, string> = {}) => {
+      const line = text.split('\n').find((candidate) => {
+        if (!candidate.startsWith(`${name}{`)) return false;
+        return Object.entries(labels).every(([key, v]) => candidate.includes(`${key}="${v}"`));
+      });
+      return Number(line?.split(' ').at(-1));
+    };
+    expect(value('warren_tasks_total', { outcome: 'succeeded', class: '', worker: 'w1' })).toBe(2);
+    expect(value('warren_tasks_total', { outcome: 'failed', class: 'exit' })).toBe(1);
+    expect(value('warren_task_duration_seconds_count', { outcome: 'succeeded' })).toBe(2);
+    expect(value('warren_slots')).toBe(2);
+    expect(value('warren_slots_busy')).toBe(0);
+    expect(text).toContain('warren_worker_process_resident_memory_bytes');
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(404);
+  });
 });
