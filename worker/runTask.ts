@@ -166,6 +166,7 @@ async function attempt(
       WARREN_TASK_ID: task.task,
       WARREN_ATTEMPT: String(task.attempt),
       WARREN_SPAWN: spawnFile,
+      WARREN_WORKER: context.worker,
     },
     stdoutPath: log.stdoutPath,
     stderrPath: log.stderrPath,
