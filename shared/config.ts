@@ -27,6 +27,7 @@ export interface Flags {
   readonly queue?: string;
   readonly caFile?: string;
   readonly concurrency?: string;
+  readonly prefetch?: string;
   readonly exitWhenIdle?: string;
   readonly grace?: string;
   readonly name?: string;
@@ -129,6 +130,13 @@ export interface Config {
    */
   readonly concurrency: number;
   /**
+   * Deliveries a worker holds: its slots, plus tasks waiting for a free slot. More than the
+   * slots hides the broker round trip between short tasks; a waiting task cannot go to an
+   * idle worker, so keep it at the slots for long tasks.
+   * @defaultValue the concurrency (`WARREN_PREFETCH`, `--prefetch`)
+   */
+  readonly prefetch: number;
+  /**
    * A worker exits 0 after the queue has been empty and the worker idle this long, in ms;
    * 0 means never.
    * @defaultValue 0 (`WARREN_EXIT_WHEN_IDLE`, `--exit-when-idle`)
@@ -230,6 +238,7 @@ export const ENVIRONMENT = [
   'WARREN_DELIVERY_LIMIT',
   'WARREN_PUBLISH_WINDOW',
   'WARREN_CONCURRENCY',
+  'WARREN_PREFETCH',
   'WARREN_EXIT_WHEN_IDLE',
   'WARREN_GRACE',
   'WARREN_WORKER_NAME',
@@ -381,6 +390,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
     return text === undefined ? fallback : integer(text, what, min, max);
   };
   const workdir = resolve(cwd, pick(flags.workdir, 'WARREN_WORKDIR') ?? '.');
+  const concurrency = count(flags.concurrency, 'WARREN_CONCURRENCY', 'concurrency', 1, 1024, 1);
   const stateDirText = pick(flags.stateDir, 'WARREN_STATE_DIR');
   const runId = pick(flags.runId, 'WARREN_RUN_ID');
   const url = brokerUrl(env);
@@ -434,7 +444,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: Flags, cwd = process.c
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),
     httpPort: flags.http === undefined ? 0 : integer(flags.http, '--http port', 1, 65535),
     httpHost: flags.httpHost ?? '127.0.0.1',
-    concurrency: count(flags.concurrency, 'WARREN_CONCURRENCY', 'concurrency', 1, 1024, 1),
+    concurrency,
+    prefetch: count(
+      flags.prefetch,
+      'WARREN_PREFETCH',
+      'prefetch',
+      concurrency,
+      concurrency * 100,
+      concurrency,
+    ),
     exitWhenIdleMs: duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
     graceMs: duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),
     workerName: matching(

@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
+// The young generation is kept small (the shebang's flag): the tasker's big tables live in typed
+// arrays, and a small nursery keeps a million-task run's peak RSS down at no measured cost.
 import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import picomatch from 'picomatch';

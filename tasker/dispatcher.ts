@@ -282,7 +282,9 @@ class PhaseRun {
         continue;
       }
       const attempt = this.memory.attempts(task.id) + 1;
-      this.track(task, attempt, false);
+      // Publish-only: nothing waits for the task here, so nothing is kept about it (a million
+      // tasks publish in constant memory).
+      if (!this.publishOnly()) this.track(task, attempt, false);
       this.listen();
       this.submitted++;
       await this.transport.submit(this.message(task.id, task.command, attempt));
@@ -357,7 +359,12 @@ class PhaseRun {
         this.wake();
       },
     };
-    this.transport.listen(listener);
+    // A `--no-wait` phase publishes and leaves: its results stay queued for `tasker collect`.
+    this.transport.listen(listener, { results: !this.publishOnly() });
+  }
+
+  private publishOnly(): boolean {
+    return this.options.noWait === true && this.phase.kind === 'parallel';
   }
 
   private state(id: string): number {

@@ -81,10 +81,10 @@ export class RabbitTransport implements Transport {
     return transport;
   }
 
-  listen(listener: TransportListener): void {
+  listen(listener: TransportListener, options: { readonly results?: boolean } = {}): void {
     this.listener = listener;
     if (this.failure) listener.fatal(this.failure);
-    if (!this.consuming) {
+    if (options.results !== false && !this.consuming) {
       this.consuming = true;
       if (this.model) void this.consume(this.model).catch((error: unknown) => this.fail(error));
     }

@@ -25,7 +25,12 @@ export interface Transport {
   readonly description: string;
   /** `local` or `rabbitmq`, recorded in the ledger. */
   readonly mode: string;
-  listen(listener: TransportListener): void;
+  /**
+   * Starts telling `listener`. With `results: false` (a `send --no-wait` phase) a broker
+   * transport leaves results in the run's queue for `tasker collect`, and only reports what
+   * it published.
+   */
+  listen(listener: TransportListener, options?: { readonly results?: boolean }): void;
   /** Hands over one task; resolves when the transport has room for more. */
   submit(task: TaskMessage): Promise<void>;
   /**

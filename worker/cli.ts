@@ -13,6 +13,10 @@ const program = strictProgram(new Command('worker'))
   .version(VERSION, '-V, --version', 'print the version')
   .helpOption('-h, --help', 'show help')
   .option('--concurrency <n>', 'tasks at once, and the prefetch (default: 1)')
+  .option(
+    '--prefetch <n>',
+    'deliveries held, slots included: more than --concurrency speeds up short tasks (default: --concurrency)',
+  )
   .option('--queue <name>', 'task queue (default: warren.tasks)')
   .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
   .option('--state-dir <dir>', 'where task logs go (default: <workdir>/.warren)')

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -152,10 +152,14 @@ async function attempt(
   startedAt: Date,
 ): Promise<TaskResult> {
   const log = context.log.begin(task);
-  // A fresh, empty file per task: what the task writes there becomes new tasks of its phase.
+  // What the task writes to this file becomes new tasks of its phase. The file is made by the
+  // task (`>>` creates it) and removed after it: no file I/O per task for tasks that spawn none.
   const spawnFile = statePaths.spawnFile(context.log.stateDir, task.run, context.worker);
-  makeDirs(dirname(spawnFile));
-  writeFileSync(spawnFile, '');
+  if (!readySpawnFiles.has(spawnFile)) {
+    makeDirs(dirname(spawnFile));
+    rmSync(spawnFile, { force: true }); // left by a slot that died with its task
+    readySpawnFiles.add(spawnFile);
+  }
   const oomBefore = context.oom?.read();
   const end = await context.launcher.run({
     command: task.command,
@@ -175,8 +179,7 @@ async function attempt(
   });
   const outcome = oomOrNot(describeEnd(end, task.timeoutMs), oomBefore, context.oom?.read());
   // Only a task that succeeded adds tasks: a failed attempt may have written half its list.
-  const spawned = outcome.state === 'succeeded' ? readSpawned(spawnFile) : [];
-  rmSync(spawnFile, { force: true });
+  const spawned = readSpawned(spawnFile, outcome.state === 'succeeded');
   return {
     v: PROTOCOL_VERSION,
     run: task.run,
@@ -193,6 +196,9 @@ async function attempt(
   };
 }
 
+/** Spawn files whose directory this process made (one per slot and run). */
+const readySpawnFiles = new Set<string>();
+
 /** At most this many spawned commands per task, and this many bytes of them. */
 export const SPAWN_LIMIT = { lines: 10_000, bytes: 1024 * 1024 } as const;
 
@@ -200,13 +206,15 @@ export const SPAWN_LIMIT = { lines: 10_000, bytes: 1024 * 1024 } as const;
  * The commands a task wrote to its spawn file: one per line, blank lines and `#` comments
  * skipped, within SPAWN_LIMIT (the rest is dropped: the result must stay a small message).
  */
-function readSpawned(path: string): string[] {
+function readSpawned(path: string, take: boolean): string[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    return []; // the task removed it
+    return []; // none written (or the task removed it)
   }
+  rmSync(path, { force: true });
+  if (!take) return [];
   const commands: string[] = [];
   let bytes = 0;
   for (const raw of text.split('\n')) {

@@ -307,7 +307,7 @@ export class Worker {
         }
       }, 1000);
     });
-    await channel.prefetch(this.config.concurrency);
+    await channel.prefetch(this.config.prefetch);
     // Known as the consumer before the first delivery, which can come before consume() resolves.
     const consumer = { channel, tag: '' };
     this.consumer = consumer;

@@ -48,7 +48,9 @@ describe('the Dockerfiles, against the build output (`npm run build`)', () => {
         const target = path as string;
         expect(statSync(target).isFile(), `${file}: ${program} → ${target}`).toBe(true);
         expect(() => accessSync(target, constants.X_OK), `${target} is executable`).not.toThrow();
-        expect(readFileSync(target, 'utf8')).toMatch(/^#!\/(usr\/bin\/env node|bin\/sh)\n/);
+        expect(readFileSync(target, 'utf8')).toMatch(
+          /^#!\/(usr\/bin\/env (-S )?node( --[\w-]+=\w+)*|bin\/sh)\n/,
+        );
       }
       // The image's own CLIs are the package's bins.
       const bins = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin as Record<

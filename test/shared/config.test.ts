@@ -41,5 +41,11 @@ describe('configuration', () => {
       'invalid number of slots `0`: expected a whole number from 1 to 1024',
     );
     expect(() => loadConfig({}, { logLevel: 'chatty' })).toThrow('invalid log level `chatty`');
+    // A worker holds at least a delivery per slot; by default exactly that.
+    expect(loadConfig({}, { concurrency: '4' }).prefetch).toBe(4);
+    expect(loadConfig({ WARREN_PREFETCH: '8' }, { concurrency: '4' }).prefetch).toBe(8);
+    expect(() => loadConfig({}, { concurrency: '4', prefetch: '2' })).toThrow(
+      'invalid prefetch `2`: expected a whole number from 4 to 400',
+    );
   });
 });
