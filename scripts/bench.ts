@@ -524,7 +524,7 @@ try {
       ),
     ),
     said(await brokerVersusXargs(work, broker)),
-    said(await brokerVersusXargs(work, broker, 2)),
+    said(await brokerVersusXargs(work, broker, 8)),
     said(await sleepers(work, broker)),
     said(await sleepers(work, broker, 8)),
     said(await barrier(work, broker)),
