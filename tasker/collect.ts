@@ -5,8 +5,8 @@ import { EXIT, InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { TaskResult } from '../shared/protocol.js';
 import { statePaths } from '../shared/statePaths.js';
-import type { PhasePlan } from './dispatcher.js';
-import { type EndRecord, readLedger } from './ledger.js';
+import { endRecordOf, type PhasePlan } from './dispatcher.js';
+import { readLedger } from './ledger.js';
 import { RabbitTransport } from './rabbitTransport.js';
 import type { RunMemory } from './resume.js';
 import type { PhaseKind } from './rules.js';
@@ -126,29 +126,8 @@ export async function collectRun(
     const task = pending.get(result.task);
     if (!task || task.attempt !== result.attempt || result.run !== run) return undefined;
     pending.delete(result.task);
-    const end: EndRecord = {
-      type: 'end',
-      at: new Date().toISOString(),
-      task: result.task,
-      phase: task.phase,
-      command: task.command,
-      attempt: result.attempt,
-      state: result.state,
-      // Nothing retries it now: `tasker send` of the same file again would.
-      final: true,
-      failure: result.failure,
-      reason: result.reason,
-      worker: result.worker,
-      host: result.host,
-      startedAt: result.startedAt,
-      finishedAt: result.finishedAt,
-      exitCode: result.exitCode,
-      signal: result.signal,
-      errorTail: result.state === 'succeeded' ? '' : result.stderrTail || result.stdoutTail,
-      logs: result.logs,
-      ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
-      ...(result.uploadMs !== undefined ? { uploadMs: result.uploadMs } : {}),
-    };
+    // Nothing retries it now: `tasker send` of the same file again would.
+    const end = endRecordOf(result, { phase: task.phase, command: task.command, final: true });
     session.ledger.append(end);
     if (result.state === 'succeeded') succeeded++;
     else failed++;

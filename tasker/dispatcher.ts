@@ -95,6 +95,35 @@ function errorTail(result: TaskResult): string {
   return tail.length > TAIL_KEPT ? tail.slice(-TAIL_KEPT) : tail;
 }
 
+/** The ledger's record of an attempt's result (the dispatcher's, and `tasker collect`'s). */
+export function endRecordOf(
+  result: TaskResult,
+  task: { readonly phase: string; readonly command: string; readonly final: boolean },
+): EndRecord {
+  return {
+    type: 'end',
+    at: new Date().toISOString(),
+    task: result.task,
+    phase: task.phase,
+    command: task.command,
+    attempt: result.attempt,
+    state: result.state,
+    final: task.final,
+    failure: result.failure,
+    reason: result.reason,
+    worker: result.worker,
+    host: result.host,
+    startedAt: result.startedAt,
+    finishedAt: result.finishedAt,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    errorTail: errorTail(result),
+    logs: result.logs,
+    ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
+    ...(result.uploadMs !== undefined ? { uploadMs: result.uploadMs } : {}),
+  };
+}
+
 /**
  * Runs phases through a transport: publishes each phase's tasks, retries failures with
  * backoff, records every attempt in the ledger, and returns only when every task of the phase
@@ -453,27 +482,9 @@ class PhaseRun {
         !this.memory.succeeded(result.task)
       ) {
         this.memory.ended(result.task, result.attempt, result.state === 'succeeded');
-        this.ledger.append({
-          type: 'end',
-          at: new Date().toISOString(),
-          task: result.task,
-          phase: result.phase,
-          command: known ?? '',
-          attempt: result.attempt,
-          state: result.state,
-          final: true,
-          failure: result.failure,
-          reason: result.reason,
-          worker: result.worker,
-          host: result.host,
-          startedAt: result.startedAt,
-          finishedAt: result.finishedAt,
-          exitCode: result.exitCode,
-          signal: result.signal,
-          errorTail: errorTail(result),
-          logs: result.logs,
-          ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
-        });
+        this.ledger.append(
+          endRecordOf(result, { phase: result.phase, command: known ?? '', final: true }),
+        );
         return this.ledger.flushed();
       }
       this.log.debug(
@@ -493,28 +504,7 @@ class PhaseRun {
       !this.wasInterrupted;
     const final = result.state === 'succeeded' || (result.state === 'failed' && !retry);
     const command = known ?? this.commandOf(slot);
-    const record: EndRecord = {
-      type: 'end',
-      at: new Date().toISOString(),
-      task: result.task,
-      phase: result.phase,
-      command,
-      attempt: result.attempt,
-      state: result.state,
-      final,
-      failure: result.failure,
-      reason: result.reason,
-      worker: result.worker,
-      host: result.host,
-      startedAt: result.startedAt,
-      finishedAt: result.finishedAt,
-      exitCode: result.exitCode,
-      signal: result.signal,
-      errorTail: errorTail(result),
-      logs: result.logs,
-      ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
-      ...(result.uploadMs !== undefined ? { uploadMs: result.uploadMs } : {}),
-    };
+    const record = endRecordOf(result, { phase: result.phase, command, final });
     this.ledger.append(record);
     if (this.running > 0) this.running--;
     if (result.state === 'succeeded' && result.spawned?.length)
