@@ -365,6 +365,7 @@ addCommon(
     )
     .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
     .option('--wait', 'wait until every published task of the run has a result')
+    .option('--json', 'print what was collected as JSON on stdout')
     .option(
       '--workdir <dir>',
       'working directory whose .warren holds the run (default: the current directory)',
@@ -373,6 +374,7 @@ addCommon(
   const { config, log } = await logFor(flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
   const collected = await collectRun(config, run, log.child({ run }), flags.wait ?? false);
+  if (flags.json) process.stdout.write(`${JSON.stringify(collected)}\n`);
   process.exitCode = collected.exitCode;
 });
 
@@ -384,6 +386,7 @@ addCommon(
     .option('--run-id <id>', 'the run (default: WARREN_RUN_ID, else the latest)')
     .option('--glob <glob>', 'only paths matching this glob (repeatable)', collect)
     .option('--bucket <name>', 'S3 bucket (default: S3_BUCKET)')
+    .option('--json', 'print what was fetched as JSON')
     .option(
       '--workdir <dir>',
       'working directory whose .warren names the latest run (default: the current directory)',
@@ -406,8 +409,11 @@ addCommon(
     dest,
     match,
   });
+  const from = `s3://${s3.bucket}/${runPrefix(s3, run)}`;
   process.stdout.write(
-    `fetched run ${run} from s3://${s3.bucket}/${runPrefix(s3, run)} into ${dest}: ${done.downloaded} file${done.downloaded === 1 ? '' : 's'} (${formatBytes(done.bytes)}), ${done.skipped} already there\n`,
+    flags.json
+      ? `${JSON.stringify({ run, from, dest, ...done })}\n`
+      : `fetched run ${run} from ${from} into ${dest}: ${done.downloaded} file${done.downloaded === 1 ? '' : 's'} (${formatBytes(done.bytes)}), ${done.skipped} already there\n`,
   );
 });
 

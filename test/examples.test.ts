@@ -133,8 +133,15 @@ describe('examples', () => {
       ),
     );
     expect(exits.map((exit) => exit.exitCode)).toEqual([0, 0]);
-    const collected = await tasker(['collect'], { cwd: dir, env });
+    const collected = await tasker(['collect', '--json'], { cwd: dir, env });
     expect(collected.exitCode).toBe(0);
+    expect(JSON.parse(collected.stdout)).toEqual({
+      run: 'drain-1',
+      succeeded: 20,
+      failed: 0,
+      left: 0,
+      exitCode: 0,
+    });
     expect(collected.stderr).toMatch(
       /collected 20 result\(s\) of run drain-1 .*: 20 succeeded, 0 failed; 0 still out/,
     );

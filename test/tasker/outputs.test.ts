@@ -118,6 +118,15 @@ describe('outputs to S3', () => {
     // Again: nothing to download.
     const again = await tasker(['fetch', dest, '--run-id', 's3-1'], { cwd: dir, env });
     expect(again.stdout).toMatch(/: 0 files \(0 B\), 3 already there$/);
+    const json = await tasker(['fetch', dest, '--json'], { cwd: dir, env });
+    expect(JSON.parse(json.stdout)).toEqual({
+      run: 's3-1',
+      from: `s3://${bucket}/studies/a/s3-1/`,
+      dest,
+      downloaded: 0,
+      bytes: 0,
+      skipped: 3,
+    });
     const some = join(dir, 'some');
     const globbed = await tasker(['fetch', some, '--glob', 'out/*'], { cwd: dir, env });
     expect(globbed.exitCode).toBe(0);
