@@ -6,7 +6,7 @@ import { taskId } from '../shared/taskId.js';
 import type { EndRecord, LedgerWriter } from './ledger.js';
 import type { RunMemory } from './resume.js';
 import type { PhaseKind } from './rules.js';
-import { readSpool, SpoolReader } from './spool.js';
+import { readSpool, type SpooledTask, SpoolReader } from './spool.js';
 import type { Transport, TransportListener } from './transport.js';
 
 /** A phase ready to run: its tasks are in `spool`, in order. */
@@ -294,14 +294,16 @@ class PhaseRun {
   async execute(): Promise<PhaseSummary> {
     this.progressTimer = setInterval(() => this.reportProgress(), 250);
     const serial = this.phase.kind === 'serial';
+    // Tasks spawned in this phase by an earlier session of the run come after the planned ones.
+    for (const [, command] of this.memory.spawnedIn(this.phase.name)) this.spawned.push(command);
     // Attempts a previous tasker published and that have no outcome yet are still out there:
     // wait for their results instead of publishing them again.
-    for await (const task of readSpool(this.phase.spool)) {
+    for await (const task of this.phaseTasks()) {
       const pending = this.memory.pending(task.id);
       if (pending > 0 && !this.memory.succeeded(task.id)) this.track(task, pending);
     }
     if (this.inFlight > 0) this.listen();
-    for await (const task of readSpool(this.phase.spool)) {
+    for await (const task of this.phaseTasks()) {
       if (this.stopped || this.failure) break;
       if (this.tasks.find(task.id) >= 0) continue; // pending, tracked above
       this.expected++;
@@ -318,29 +320,6 @@ class PhaseRun {
       this.submitted++;
       await this.transport.submit(this.message(task.id, task.command, attempt));
       if (serial) await this.until(() => this.stopped || this.state(task.id) !== IN_FLIGHT);
-    }
-    // Tasks spawned in this phase by an earlier session of the run.
-    for (const [id, command] of this.memory.spawnedIn(this.phase.name)) {
-      if (this.stopped || this.failure) break;
-      if (this.tasks.find(id) >= 0) continue;
-      const task = { id, offset: this.spawned.push(command) - 1, length: SPAWNED };
-      if (this.memory.succeeded(id)) {
-        this.expected++;
-        this.skipped++;
-        this.settled++;
-        continue;
-      }
-      const pending = this.memory.pending(id);
-      this.listen();
-      if (pending > 0) {
-        this.track(task, pending);
-        continue;
-      }
-      const attempt = this.memory.attempts(id) + 1;
-      this.track(task, attempt);
-      this.submitted++;
-      await this.transport.submit(this.message(id, command, attempt));
-      if (serial) await this.until(() => this.stopped || this.state(id) !== IN_FLIGHT);
     }
     if (this.options.noWait && !serial) {
       await this.until(() => this.queuedCount >= this.submitted);
@@ -361,6 +340,14 @@ class PhaseRun {
       failures: this.failures,
       elapsedMs: Date.now() - this.started,
     };
+  }
+
+  /** The phase's planned tasks, from its phase file, then those spawned in an earlier session. */
+  private async *phaseTasks(): AsyncGenerator<SpooledTask> {
+    yield* readSpool(this.phase.spool);
+    const spawned = this.memory.spawnedIn(this.phase.name);
+    for (const [index, [id, command]] of spawned.entries())
+      yield { id, command, offset: index, length: SPAWNED };
   }
 
   private track(
