@@ -7,7 +7,7 @@ import type { TaskResult } from '../shared/protocol.js';
 import { statePaths } from '../shared/statePaths.js';
 import { endRecordOf, type PhasePlan } from './dispatcher.js';
 import { readLedger } from './ledger.js';
-import { RabbitTransport } from './rabbitTransport.js';
+import { RabbitTransport, rabbitOptions } from './rabbitTransport.js';
 import type { RunMemory } from './resume.js';
 import type { PhaseKind } from './rules.js';
 import { openSession } from './session.js';
@@ -91,15 +91,9 @@ export async function collectRun(
   }
   if (!existsSync(statePaths.ledger(config.stateDir, run)))
     throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${config.stateDir}\``);
-  const transport = await RabbitTransport.open({
-    broker: { ...broker, name: `warren collect ${run}` },
-    run,
-    queue: config.queue,
-    deliveryLimit: config.deliveryLimit,
-    window: config.publishWindow,
-    log,
-    signingKey: config.signingKey,
-  });
+  const transport = await RabbitTransport.open(
+    rabbitOptions({ ...config, broker }, run, log, `warren collect ${run}`),
+  );
   let session: Awaited<ReturnType<typeof openSession>>['session'];
   let plans: PhasePlan[];
   try {

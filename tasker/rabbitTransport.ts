@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../shared/broker.js';
+import type { Config } from '../shared/config.js';
 import { InfraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
@@ -26,6 +27,24 @@ export interface RabbitTransportOptions {
   readonly signingKey?: string | undefined;
   /** Called when a `cancel` for this run comes over the control exchange. */
   readonly onCancel?: () => void;
+}
+
+/** The transport options a tasker command takes from its configuration. */
+export function rabbitOptions(
+  config: Config & { broker: BrokerOptions },
+  run: string,
+  log: Logger,
+  name: string,
+): RabbitTransportOptions {
+  return {
+    broker: { ...config.broker, name },
+    run,
+    queue: config.queue,
+    deliveryLimit: config.deliveryLimit,
+    window: config.publishWindow,
+    log,
+    signingKey: config.signingKey,
+  };
 }
 
 /** Results taken from the run's queue before their ledger lines are written and acked. */

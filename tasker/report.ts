@@ -1,7 +1,7 @@
 import { formatDuration } from '../shared/duration.js';
 import { statePaths } from '../shared/statePaths.js';
 import { readLedger } from './ledger.js';
-import { type RunStatus, runStatus } from './status.js';
+import { PHASE_COLUMNS, phaseCells, type RunStatus, runStatus } from './status.js';
 
 /** One attempt on the timeline. */
 interface Bar {
@@ -220,18 +220,8 @@ export async function buildReport(
   );
 
   const phases = table(
-    ['phase', 'kind', 'total', 'succeeded', 'failed', 'running', 'queued', 'retried', 'ETA'],
-    status.phases.map((p) => [
-      esc(p.name),
-      p.kind,
-      String(p.total),
-      String(p.succeeded),
-      String(p.failed),
-      String(p.running),
-      String(p.queued + p.cancelled),
-      String(p.retried),
-      p.etaMs === null ? '-' : formatDuration(p.etaMs),
-    ]),
+    PHASE_COLUMNS,
+    status.phases.map((phase) => phaseCells(phase).map(esc)),
     'phases',
   );
   const byPhase = new Map<string, number[]>();

@@ -10,7 +10,7 @@ import { Dispatcher, type PhasePlan, type PhaseSummary } from './dispatcher.js';
 import { startLiveView } from './liveView.js';
 import { LocalPool } from './localPool.js';
 import { Progress } from './progress.js';
-import { RabbitTransport } from './rabbitTransport.js';
+import { RabbitTransport, rabbitOptions } from './rabbitTransport.js';
 import { newRunId, openSession } from './session.js';
 import type { Transport } from './transport.js';
 
@@ -55,13 +55,7 @@ async function transportsFor(
   if (config.broker && !config.local) {
     // Connect before anything is recorded: an unreachable broker leaves no half-made run.
     const rabbit = await RabbitTransport.open({
-      broker: { ...config.broker, name: `warren tasker ${run}` },
-      run,
-      queue: config.queue,
-      deliveryLimit: config.deliveryLimit,
-      window: config.publishWindow,
-      log,
-      signingKey: config.signingKey,
+      ...rabbitOptions({ ...config, broker: config.broker }, run, log, `warren tasker ${run}`),
       onCancel,
     });
     return { parallel: rabbit, serial, why: 'broker configured', rabbit };

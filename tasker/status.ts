@@ -285,6 +285,34 @@ function table(rows: readonly (readonly string[])[]): string {
     .join('\n');
 }
 
+/** The columns of the phase table, in `tasker status` and the report. */
+export const PHASE_COLUMNS = [
+  'phase',
+  'kind',
+  'total',
+  'succeeded',
+  'failed',
+  'running',
+  'queued',
+  'retried',
+  'ETA',
+];
+
+/** A phase's row of the phase table. */
+export function phaseCells(phase: PhaseStatus): string[] {
+  return [
+    phase.name,
+    phase.kind,
+    String(phase.total),
+    String(phase.succeeded),
+    String(phase.failed),
+    String(phase.running),
+    String(phase.queued + phase.cancelled),
+    String(phase.retried),
+    phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
+  ];
+}
+
 /** The human form of `tasker status`. */
 export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
   const when = status.startedAt
@@ -294,22 +322,7 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
     `run ${status.run}: ${status.state} (${status.mode ?? 'unknown'} mode${when})`,
     '',
   ];
-  lines.push(
-    table([
-      ['phase', 'kind', 'total', 'succeeded', 'failed', 'running', 'queued', 'retried', 'ETA'],
-      ...status.phases.map((phase) => [
-        phase.name,
-        phase.kind,
-        String(phase.total),
-        String(phase.succeeded),
-        String(phase.failed),
-        String(phase.running),
-        String(phase.queued + phase.cancelled),
-        String(phase.retried),
-        phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
-      ]),
-    ]),
-  );
+  lines.push(table([PHASE_COLUMNS, ...status.phases.map(phaseCells)]));
   const failed = status.tasks.filter((task) => task.state === 'failed');
   if (onlyFailed) {
     lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);
