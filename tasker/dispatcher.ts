@@ -297,10 +297,13 @@ class PhaseRun {
     // Tasks spawned in this phase by an earlier session of the run come after the planned ones.
     for (const [, command] of this.memory.spawnedIn(this.phase.name)) this.spawned.push(command);
     // Attempts a previous tasker published and that have no outcome yet are still out there:
-    // wait for their results instead of publishing them again.
-    for await (const task of this.phaseTasks()) {
-      const pending = this.memory.pending(task.id);
-      if (pending > 0 && !this.memory.succeeded(task.id)) this.track(task, pending);
+    // wait for their results instead of publishing them again. (A pass over the phase file,
+    // made only when a previous session left such attempts.)
+    if (this.memory.anyPending) {
+      for await (const task of this.phaseTasks()) {
+        const pending = this.memory.pending(task.id);
+        if (pending > 0 && !this.memory.succeeded(task.id)) this.track(task, pending);
+      }
     }
     if (this.inFlight > 0) this.listen();
     for await (const task of this.phaseTasks()) {

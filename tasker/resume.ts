@@ -17,6 +17,13 @@ export class RunMemory {
   private readonly spawns = new Map<string, [string, string][]>();
   /** How many tasks were spawned in the run. */
   spawnedCount = 0;
+  /** How many tasks have an attempt out on the broker with no outcome recorded. */
+  private pendingCount = 0;
+
+  /** Whether any attempt is out on the broker with no outcome (only ever after a resume). */
+  get anyPending(): boolean {
+    return this.pendingCount > 0;
+  }
 
   spawned(phase: string, tasks: readonly (readonly [string, string])[]): void {
     const list = this.spawns.get(phase) ?? [];
@@ -80,11 +87,13 @@ export class RunMemory {
   ): void {
     const slot = this.tasks.upsert(id);
     const packed = this.tasks.get(slot, 0);
+    const before = (packed >>> PENDING_SHIFT) & ATTEMPTS;
     const [attempts, pending, succeeded] = change(
       packed & ATTEMPTS,
-      (packed >>> PENDING_SHIFT) & ATTEMPTS,
+      before,
       (packed & SUCCEEDED) !== 0,
     );
+    if ((before === 0) !== ((pending & ATTEMPTS) === 0)) this.pendingCount += before === 0 ? 1 : -1;
     this.tasks.set(
       slot,
       0,
