@@ -2,11 +2,20 @@ import { readFileSync } from 'node:fs';
 
 /**
  * The kernel's count of OOM kills in this process's memory cgroup: `oom_kill` in cgroup v2's
- * `memory.events`, or in cgroup v1's `memory.oom_control`. Read before and after a task: a task
- * that died of SIGKILL while the count went up was killed by the OOM killer (exit 137 alone
- * proves nothing: timeouts and people send SIGKILL too).
+ * `memory.events`, or in cgroup v1's `memory.oom_control`. A task that died of SIGKILL while
+ * the count went up was killed by the OOM killer (exit 137 alone proves nothing: timeouts and
+ * people send SIGKILL too).
+ *
+ * Read when a task fails, not around every task: a task compares the count after its failure
+ * with the count as last read (at the worker's start, or after an earlier failure), which
+ * saves two file reads per task. An OOM kill is never missed; what could be misread is a
+ * `kill -9` from a person after an OOM kill that failed no task (it hit a grandchild of a
+ * task that then succeeded, say).
  */
 export class OomCounter {
+  /** The count when last read. */
+  private last: number | undefined;
+
   private constructor(readonly file: string) {}
 
   /** The counter of this process's cgroup, or undefined where there is none to read. */
@@ -43,13 +52,19 @@ export class OomCounter {
     return undefined;
   }
 
+  /** The count as last read: what a task starting now compares with. */
+  get lastRead(): number | undefined {
+    return this.last;
+  }
+
   /** The number of OOM kills so far, or undefined when the file cannot be read. */
   read(): number | undefined {
     try {
       const match = /^oom_kill (\d+)$/m.exec(readFileSync(this.file, 'utf8'));
-      return match ? Number(match[1]) : undefined;
+      this.last = match ? Number(match[1]) : undefined;
     } catch {
-      return undefined;
+      this.last = undefined;
     }
+    return this.last;
   }
 }

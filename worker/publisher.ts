@@ -1,4 +1,4 @@
-import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { NAMES } from '../shared/topology.js';
@@ -19,6 +19,8 @@ export class ResultPublisher {
   private waiters: (() => void)[] = [];
   private readonly returned = new Set<string>();
   private readonly alive = new Map<string, number>();
+  private readonly asking = new Map<string, Promise<boolean>>();
+  private checker: Promise<Channel> | undefined;
   /** Set when the worker gave up on the broker: results waiting to be published never will be. */
   private gaveUp = false;
 
@@ -30,6 +32,7 @@ export class ResultPublisher {
       if (this.model === model) this.model = undefined;
     });
     this.model = model;
+    this.checker = undefined;
     await this.open(model);
   }
 
@@ -71,22 +74,40 @@ export class ResultPublisher {
    * Whether a results queue exists (the run is still going on). Asked at most every 30 s per
    * queue; a failed ask counts as alive, so that a broker hiccup never drops work.
    */
-  async isAlive(queue: string): Promise<boolean> {
+  isAlive(queue: string): Promise<boolean> {
     const seen = this.alive.get(queue);
-    if (seen !== undefined && Date.now() - seen < ALIVE_FOR) return true;
+    if (seen !== undefined && Date.now() - seen < ALIVE_FOR) return Promise.resolve(true);
+    // One question at a time per queue: the first deliveries of a run arrive together (as many
+    // as the prefetch), and each opening a channel of its own to ask delayed the run's start.
+    let asking = this.asking.get(queue);
+    if (!asking) {
+      asking = this.ask(queue).finally(() => this.asking.delete(queue));
+      this.asking.set(queue, asking);
+    }
+    return asking;
+  }
+
+  private async ask(queue: string): Promise<boolean> {
     const model = this.model;
     if (!model) return true;
-    let channel: Awaited<ReturnType<ChannelModel['createChannel']>> | undefined;
     try {
-      channel = await model.createChannel();
-      channel.on('error', () => {});
-      await channel.checkQueue(queue);
+      // One channel kept for asking (a first task of a run waited for three round trips when
+      // each question opened and closed a channel of its own). The broker closes it when a
+      // queue is not found: the next question opens another.
+      this.checker ??= model.createChannel().then((channel) => {
+        channel.on('error', () => {});
+        channel.on('close', () => {
+          this.checker = undefined;
+        });
+        return channel;
+      });
+      const checker = this.checker;
+      await (await checker).checkQueue(queue);
       this.alive.set(queue, Date.now());
       return true;
     } catch (error) {
+      this.checker = undefined;
       return !/NOT_FOUND/.test(String((error as Error).message));
-    } finally {
-      await channel?.close().catch(() => {});
     }
   }
 

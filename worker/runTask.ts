@@ -160,7 +160,7 @@ async function attempt(
     rmSync(spawnFile, { force: true }); // left by a slot that died with its task
     readySpawnFiles.add(spawnFile);
   }
-  const oomBefore = context.oom?.read();
+  const oomBefore = context.oom?.lastRead;
   const end = await context.launcher.run({
     command: task.command,
     workdir: task.workdir === undefined ? context.workdir : resolve(context.workdir, task.workdir),
@@ -177,7 +177,10 @@ async function attempt(
     header: log.header,
     timeoutMs: task.timeoutMs,
   });
-  const outcome = oomOrNot(describeEnd(end, task.timeoutMs), oomBefore, context.oom?.read());
+  const ended = describeEnd(end, task.timeoutMs);
+  // Only a failure can be an OOM kill: the counter is read then, and only then.
+  const outcome =
+    ended.state === 'succeeded' ? ended : oomOrNot(ended, oomBefore, context.oom?.read());
   // Only a task that succeeded adds tasks: a failed attempt may have written half its list.
   const spawned = readSpawned(spawnFile, outcome.state === 'succeeded');
   return {
