@@ -168,7 +168,9 @@ export async function collectRun(
     await session.ledger.flushed();
     // The run's outcome so far, as `tasker status` reads it from this exit code.
     exitCode = failed + failedBefore > 0 ? EXIT.TASKS_FAILED : EXIT.OK;
-    if (pending.size === 0) await transport.deleteResultsQueue();
+    // Nothing is pending: whatever is left in the queue (a late duplicate, a result whose ack
+    // the broker had not applied yet) is of an attempt already recorded.
+    if (pending.size === 0) await transport.deleteResultsQueue({ redundant: () => true });
     log.info(
       `collected ${succeeded + failed} result(s) of run ${run} in ${formatDuration(Date.now() - started)}: ${succeeded} succeeded, ${failed} failed; ${pending.size} still out${pending.size > 0 ? ` (run \`tasker collect --run-id ${run}\` again later, or with --wait)` : ''}`,
     );

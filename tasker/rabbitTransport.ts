@@ -189,10 +189,18 @@ export class RabbitTransport implements Transport {
   }
 
   /**
-   * Deletes the run's results queue if nothing is left in it; returns how many messages keep
-   * it alive otherwise.
+   * Deletes the run's results queue if nothing the run lacks is left in it; returns how many
+   * messages keep it alive otherwise.
+   *
+   * Messages can be left that the run has: results acknowledged just before the consumer
+   * closed, whose acks a quorum queue had not applied yet (seen at the end of bursts of short
+   * tasks: up to 64 of 2,000), late duplicates, started notices. Each one left is read and
+   * given to `redundant`; the queue goes if all are, and is kept whole (nothing acknowledged)
+   * if any is not.
    */
-  async deleteResultsQueue(evenIfFull = false): Promise<number> {
+  async deleteResultsQueue(
+    options: { force?: boolean; redundant?: (event: ResultsEvent) => boolean } = {},
+  ): Promise<number> {
     const model = this.model;
     if (!model) return -1;
     this.closing = true;
@@ -201,7 +209,10 @@ export class RabbitTransport implements Transport {
     channel.on('error', () => {});
     try {
       const { messageCount } = await channel.checkQueue(this.resultsQueue);
-      if (messageCount > 0 && !evenIfFull) return messageCount;
+      if (messageCount > 0 && !options.force) {
+        const needed = await this.unrecorded(channel, options.redundant ?? (() => false));
+        if (needed > 0) return needed;
+      }
       // Quorum queues refuse `if-empty` (closing the connection), hence check, then delete:
       // what could slip in between is a late duplicate of a result the run already has.
       await channel.deleteQueue(this.resultsQueue);
@@ -211,6 +222,26 @@ export class RabbitTransport implements Transport {
     } finally {
       await channel.close().catch(() => {});
     }
+  }
+
+  /** Reads what is left in the results queue: how many messages the run does not have. */
+  private async unrecorded(
+    channel: Channel,
+    redundant: (event: ResultsEvent) => boolean,
+  ): Promise<number> {
+    let needed = 0;
+    let read = 0;
+    for (;;) {
+      const message = await channel.get(this.resultsQueue, { noAck: false });
+      if (!message) break;
+      read++;
+      if (!redundant(decodeResultsMessage(message, this.options.signingKey))) needed++;
+    }
+    this.options.log.debug(
+      `${read} message(s) left in \`${this.resultsQueue}\`, ${needed} of them not recorded`,
+    );
+    // Unacknowledged, they all go back to the queue when the channel closes (if it is kept).
+    return needed;
   }
 
   private async onConnect(model: ChannelModel): Promise<void> {

@@ -239,13 +239,22 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
     rmSync(cancelFile, { force: true });
     // A finished or cancelled run needs its results queue no more (workers drop the tasks of a
     // run whose queue is gone); an interrupted one keeps it for the resume.
-    if (transports.rabbit && cancelled) await transports.rabbit.deleteResultsQueue(true);
+    if (transports.rabbit && cancelled) await transports.rabbit.deleteResultsQueue({ force: true });
     else if (
       transports.rabbit &&
       !request.noWait &&
       (exitCode === EXIT.OK || exitCode === EXIT.TASKS_FAILED)
     ) {
-      const left = await transports.rabbit.deleteResultsQueue();
+      // What is left is redundant if the ledger has an outcome of that attempt (or a later one).
+      const memory = session.memory;
+      const left = await transports.rabbit.deleteResultsQueue({
+        redundant: (event) =>
+          event.kind === 'result'
+            ? memory.attempts(event.result.task) >= event.result.attempt
+            : event.kind === 'dead'
+              ? memory.attempts(event.task.task) >= event.task.attempt
+              : true,
+      });
       if (left > 0)
         runLog.warn(
           `kept results queue \`${transports.rabbit.resultsQueue}\`: ${left} message(s) still in it`,
