@@ -7,10 +7,8 @@ import { onShutdown } from '../shared/shutdown.js';
 import { statePaths } from '../shared/statePaths.js';
 import { resultsQueue } from '../shared/topology.js';
 import { Dispatcher, type PhasePlan, type PhaseSummary } from './dispatcher.js';
-import { startLiveView } from './liveView.js';
 import { LocalPool } from './localPool.js';
-import { Progress } from './progress.js';
-import { RabbitTransport, rabbitOptions } from './rabbitTransport.js';
+import type { RabbitTransport } from './rabbitTransport.js';
 import { newRunId, openSession } from './session.js';
 import type { Transport } from './transport.js';
 
@@ -54,6 +52,9 @@ async function transportsFor(
   const serial = pool(1, 'tasker');
   if (config.broker && !config.local) {
     // Connect before anything is recorded: an unreachable broker leaves no half-made run.
+    // (Loaded here, as the live view and the progress bars below: a local run's start does
+    // not pay for amqplib and the message schemas.)
+    const { RabbitTransport, rabbitOptions } = await import('./rabbitTransport.js');
     const rabbit = await RabbitTransport.open({
       ...rabbitOptions({ ...config, broker: config.broker }, run, log, `warren tasker ${run}`),
       onCancel,
@@ -131,9 +132,10 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
   }
   const { session, plans } = opened;
   const runLog = log.child({ run });
-  let view: Awaited<ReturnType<typeof startLiveView>> | undefined;
+  let view: Awaited<ReturnType<typeof import('./liveView.js').startLiveView>> | undefined;
   if (config.httpPort > 0) {
     try {
+      const { startLiveView } = await import('./liveView.js');
       view = await startLiveView({
         port: config.httpPort,
         host: config.httpHost,
@@ -152,7 +154,7 @@ export async function runPhases(config: Config, log: Logger, request: RunRequest
   );
   const progress =
     isReadable(config.logFormat) && plans.length > 0
-      ? new Progress(plans.map((plan) => plan.name))
+      ? new (await import('./progress.js')).Progress(plans.map((plan) => plan.name))
       : undefined;
   const dispatcher = new Dispatcher(
     session.ledger,

@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { parse } from 'csv-parse';
 import { quote } from 'shell-quote';
 import { describeSystemError, InputError } from '../shared/errors.js';
 
@@ -65,6 +64,8 @@ export async function* valueSets(
     for (let index = 1; index <= source.count; index++) yield new Map([['index', String(index)]]);
     return;
   }
+  // Loaded when a sweep reads a CSV file, not at every start of the tasker.
+  const { parse } = await import('csv-parse');
   const input = createReadStream(source.file);
   const parser = parse({
     bom: true,
