@@ -116,7 +116,9 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
 
       const uid = randomUUID();
       const stateDir = join(data, '.warren');
-      const ledger = () => (existsSync(join(stateDir, 'runs', uid)) ? ledgerOf(stateDir, uid) : []);
+      // The run's directory is made a moment before its ledger: wait for the ledger itself.
+      const ledger = () =>
+        existsSync(join(stateDir, 'runs', uid, 'ledger.jsonl')) ? ledgerOf(stateDir, uid) : [];
 
       // The first pod dies (a lost node: the whole pod, at once) once the jobs file exists.
       const first = taskerPod(uid, data);
