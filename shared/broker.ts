@@ -81,8 +81,8 @@ function isPermanent(error: unknown): boolean {
  *
  * amqplib's multiplexer writes every frame with a `socket.write` of its own: with `noDelay`,
  * one syscall and one packet per frame, which the broker then reads one at a time. A worker
- * sends a result and an ack per task, and a tasker publishes tasks and acks results in bursts;
- * profiles of short tasks showed these writes as the single largest cost in both. The socket
+ * sends a result and an ack per task, and a tasker publishes tasks and acks results in bursts
+ * (for 2,000 short tasks: 5,250 socket writes from the tasker, 1,660 once corked). The socket
  * is corked at the first write of a turn and uncorked on the next tick: nothing waits for a
  * timer, and a write's backpressure (`false` past the high-water mark, then `drain`) holds.
  * Reaches into amqplib's connection for its socket; without one (another version), a no-op.

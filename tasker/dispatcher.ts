@@ -496,9 +496,6 @@ class PhaseRun {
     const command = known ?? this.commandOf(slot);
     const record = endRecordOf(result, { phase: result.phase, command, final });
     this.ledger.append(record);
-    // The run's memory follows its ledger (what is left in the results queue at the end is
-    // checked against it).
-    this.memory.ended(result.task, result.attempt, result.state === 'succeeded');
     if (this.running > 0) this.running--;
     if (result.state === 'succeeded' && result.spawned?.length)
       this.spawn(result.task, result.spawned);
