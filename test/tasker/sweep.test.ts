@@ -39,34 +39,22 @@ describe('parameter sweeps', () => {
       join(dir, 'params.csv'),
       '\uFEFFx_scale,y_scale,zoom\r\n1,2,near\r\n3,"4,5","very far"\r\n0.5,1,"it\'s"\r\n',
     );
-    const result = await tasker(
-      [
-        'send',
-        '--params',
-        'params.csv',
-        'echo {x_scale} {y_scale} {zoom} >> out.txt',
-        '--run-id',
-        'sw-1',
-      ],
-      { cwd: dir },
-    );
+    const sweep = [
+      'send',
+      '--params',
+      'params.csv',
+      'echo {x_scale} {y_scale} {zoom} >> out.txt',
+      '--run-id',
+      'sw-1',
+    ];
+    const result = await tasker(sweep, { cwd: dir });
     expect(result.exitCode).toBe(0);
     expect(lines('out.txt')).toEqual(["0.5 1 it's", '1 2 near', '3 4,5 very far']);
     const ends = endsOf(ledgerOf(state(), 'sw-1'));
     expect(ends.map((end) => end.phase)).toEqual(['sweep', 'sweep', 'sweep']);
     expect(ends.map((end) => end.command).sort()).toContain(`echo 3 4\\,5 'very far' >> out.txt`);
     // Task ids are stable: running the same sweep again with the run id skips every task.
-    const again = await tasker(
-      [
-        'send',
-        '--params',
-        'params.csv',
-        'echo {x_scale} {y_scale} {zoom} >> out.txt',
-        '--run-id',
-        'sw-1',
-      ],
-      { cwd: dir },
-    );
+    const again = await tasker(sweep, { cwd: dir });
     expect(again.exitCode).toBe(0);
     expect(lines('out.txt')).toHaveLength(3);
   });
