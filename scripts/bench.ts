@@ -16,6 +16,7 @@ import { startTestBroker, type TestBroker } from './rabbitmqNode.js';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const TASKER = join(ROOT, 'dist', 'tasker', 'cli.js');
 const WORKER = join(ROOT, 'dist', 'worker', 'cli.js');
+const FLOOR = join(ROOT, 'dist', 'scripts', 'brokerFloor.js');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const QUIET = { WARREN_LOG_LEVEL: 'warn', WARREN_LOG_FORMAT: 'json' };
 
@@ -112,13 +113,19 @@ async function deleteQueue(url: string, queue: string): Promise<void> {
   await connection.close();
 }
 
-/** 2,000 `true` through the broker to two worker processes, next to `xargs -P 2`. */
-async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1): Promise<Row> {
+/**
+ * 2,000 `true` through the broker to two worker processes, next to `xargs -P 2`. With a prefetch
+ * above 1, the same flow with bare amqplib (brokerFloor.ts) runs in the same rounds: the floor.
+ */
+async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1): Promise<Row[]> {
   const jobs = join(work, 'jobs.sh');
   writeFileSync(jobs, 'true\n'.repeat(2000));
   const queue = `warren.bench.${randomBytes(3).toString('hex')}`;
+  const floorQueue = `${queue}.floor`;
   const env = { ...QUIET, RABBITMQ_URL: broker.url, WARREN_QUEUE: queue };
+  const withFloor = prefetch > 1;
   const warren: number[] = [];
+  const floor: number[] = [];
   const baseline: number[] = [];
   // Declare the queue first, so the workers (a standing fleet) are ready before the clock runs.
   writeFileSync(join(work, 'one.sh'), 'true\n');
@@ -129,29 +136,69 @@ async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1)
       { env, reject: false },
     ),
   );
+  if (withFloor) {
+    const connection = await amqp.connect(broker.url);
+    await declareTopology(await connection.createChannel(), floorQueue, 4);
+    await connection.close();
+    for (const _ of [1, 2])
+      workers.push(
+        execa('node', [FLOOR, 'worker', broker.url, floorQueue, String(prefetch)], {
+          reject: false,
+        }),
+      );
+    await consumers(broker.url, floorQueue, 2);
+  }
   try {
     await execa('node', [TASKER, 'send', join(work, 'one.sh'), '--workdir', work], { env });
     for (let round = 0; round < ROUNDS; round++) {
       const run = `bench-${process.pid}-${prefetch}-${round}`;
       const args = ['run', jobs, '--workdir', work, '--run-id', run];
       warren.push(await seconds(() => execa('node', [TASKER, ...args], { env })));
+      if (withFloor)
+        floor.push(
+          await seconds(() => execa('node', [FLOOR, 'tasker', broker.url, floorQueue, jobs])),
+        );
       baseline.push(await xargs(jobs, work));
     }
   } finally {
     for (const worker of workers) worker.kill('SIGTERM');
     await Promise.all(workers);
     await deleteQueue(broker.url, queue);
+    if (withFloor) await deleteQueue(broker.url, floorQueue);
   }
-  const w = median(warren);
   const b = median(baseline);
-  return {
-    case: `2,000 x \`true\` through RabbitMQ, 2 workers${prefetch > 1 ? `, --prefetch ${prefetch}` : ' (default prefetch 1)'}`,
-    warren: w,
-    baseline: b,
-    unit: 's',
-    target: prefetch > 1 ? '<= 1.4x xargs -P 2' : 'reported',
-    ok: prefetch > 1 ? w / b <= 1.4 : true,
-  };
+  const rows: Row[] = [
+    {
+      case: `2,000 x \`true\` through RabbitMQ, 2 workers${withFloor ? `, --prefetch ${prefetch}` : ' (default prefetch 1)'}`,
+      warren: median(warren),
+      baseline: b,
+      unit: 's',
+      target: withFloor ? '<= 1.4x xargs -P 2' : 'reported',
+      ok: withFloor ? median(warren) / b <= 1.4 : true,
+    },
+  ];
+  if (withFloor)
+    rows.push({
+      case: `floor: the same flow in bare amqplib (quorum queues, confirms, ack after result; nothing else), --prefetch ${prefetch}`,
+      warren: median(floor),
+      baseline: b,
+      unit: 's',
+      target: 'reported',
+      ok: true,
+    });
+  return rows;
+}
+
+/** Waits until `count` consumers are on `queue`. */
+async function consumers(url: string, queue: string, count: number): Promise<void> {
+  for (;;) {
+    const connection = await amqp.connect(url);
+    const channel = await connection.createChannel();
+    const { consumerCount } = await channel.checkQueue(queue);
+    await connection.close();
+    if (consumerCount >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Publishing 1,000,000 tasks (`tasker send --no-wait`): rate, and the tasker's peak memory. */
@@ -232,15 +279,7 @@ async function fleet(
       { env, reject: false },
     ),
   );
-  // Ready: every worker consumes.
-  for (;;) {
-    const connection = await amqp.connect(broker.url);
-    const channel = await connection.createChannel();
-    const { consumerCount } = await channel.checkQueue(queue);
-    await connection.close();
-    if (consumerCount >= workers) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await consumers(broker.url, queue, workers); // ready: every worker consumes
   return {
     env,
     kill: (i) => processes[i]?.kill('SIGKILL'),
