@@ -1,10 +1,10 @@
-import type { z } from 'zod';
+import type { InferOutput } from 'valibot';
 import type * as schemas from './schemas.js';
 
 /**
  * The message contract between tasker and workers, and the shape of a task's outcome
  * everywhere else (ledger, status). Documented for other languages in docs/protocol.md; the
- * zod schemas that validate it at the edge are in schemas.ts.
+ * valibot schemas that validate it at the edge are in schemas.ts.
  */
 export const PROTOCOL_VERSION = 1;
 
@@ -24,6 +24,6 @@ export type FailureClass = (typeof FAILURE_CLASSES)[number];
 /** A run id: letters, digits, `.`, `_`, `-`; safe in file and queue names. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export type TaskMessage = z.infer<typeof schemas.TaskMessage>;
-export type LogSpan = z.infer<typeof schemas.LogSpan>;
-export type TaskResult = z.infer<typeof schemas.TaskResult>;
+export type TaskMessage = InferOutput<typeof schemas.TaskMessage>;
+export type LogSpan = InferOutput<typeof schemas.LogSpan>;
+export type TaskResult = InferOutput<typeof schemas.TaskResult>;

@@ -1,5 +1,5 @@
 import type { Message, Options } from 'amqplib';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.js';
 import * as schemas from './schemas.js';
 import { checkSignature } from './signing.js';
@@ -28,26 +28,10 @@ export interface StartedNotice {
   readonly startedAt: string;
 }
 
-const StartedSchema = z.object({
-  v: z.literal(PROTOCOL_VERSION),
-  run: schemas.RunId,
-  phase: z.string(),
-  task: schemas.TaskId,
-  attempt: z.number().int().min(1),
-  worker: z.string(),
-  host: z.string(),
-  startedAt: z.iso.datetime(),
-});
-
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
 export type ControlMessage =
   | { readonly v: number; readonly action: 'cancel'; readonly run: string }
   | { readonly v: number; readonly action: 'drain' };
-
-const ControlSchema = z.discriminatedUnion('action', [
-  z.object({ v: z.literal(PROTOCOL_VERSION), action: z.literal('cancel'), run: schemas.RunId }),
-  z.object({ v: z.literal(PROTOCOL_VERSION), action: z.literal('drain') }),
-]);
 
 type Decoded<T> =
   | { readonly ok: true; readonly value: T }
@@ -55,7 +39,7 @@ type Decoded<T> =
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
-function parse<T>(content: Buffer, schema: z.ZodType<T>, what: string): Decoded<T> {
+function parse<T>(content: Buffer, schema: v.GenericSchema<unknown, T>, what: string): Decoded<T> {
   if (content.length > MAX_BODY)
     return { ok: false, reason: `${what} body is ${content.length} bytes (limit ${MAX_BODY})` };
   let body: unknown;
@@ -71,16 +55,15 @@ function parse<T>(content: Buffer, schema: z.ZodType<T>, what: string): Decoded<
       reason: `${what} has protocol version ${JSON.stringify(version)}, this Warren speaks ${PROTOCOL_VERSION}`,
     };
   }
-  const parsed = schema.safeParse(body);
+  const parsed = v.safeParse(schema, body);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? issue.path.join('.') : 'body';
+    const [issue] = parsed.issues;
     return {
       ok: false,
-      reason: `${what} does not have the expected shape: ${where}: ${issue?.message ?? 'invalid'}`,
+      reason: `${what} does not have the expected shape: ${v.getDotPath(issue) ?? 'body'}: ${issue.message}`,
     };
   }
-  return { ok: true, value: parsed.data };
+  return { ok: true, value: parsed.output };
 }
 
 /** Body and properties of a task message (docs/protocol.md). */
@@ -157,7 +140,7 @@ export function encodeControl(control: ControlMessage): {
 }
 
 export function decodeControl(message: Message): Decoded<ControlMessage> {
-  return parse(message.content, ControlSchema, 'control message');
+  return parse(message.content, schemas.ControlMessage, 'control message');
 }
 
 /** What can arrive on a run's results queue. */
@@ -210,7 +193,7 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
       : { kind: 'junk', reason: decoded.reason };
   }
   if (type === TYPE.started) {
-    const decoded = parse(message.content, StartedSchema, 'started notice');
+    const decoded = parse(message.content, schemas.StartedNotice, 'started notice');
     return decoded.ok
       ? { kind: 'started', notice: decoded.value }
       : { kind: 'junk', reason: decoded.reason };
