@@ -1,14 +1,12 @@
 import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { processesIn, ROOT, tasker, tempDir, worker } from './helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { ROOT, tasker, worker } from './helpers/cli.js';
 import {
   brokerUrl,
   declareTaskQueue,
-  deleteQueues,
+  eachFleet,
   startWorkers,
-  stopWorkers,
-  testQueue,
   type WorkerProcess,
   waitForConsumers,
 } from './helpers/fleet.js';
@@ -16,26 +14,15 @@ import { endsOf, ledgerOf } from './helpers/ledger.js';
 import { objectsIn, s3Env, testBucket } from './helpers/s3.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
-let workers: WorkerProcess[] = [];
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-afterEach(async () => {
-  await stopWorkers(workers);
-  workers = [];
-  await deleteQueues(queue);
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+let workers: WorkerProcess[];
+eachFleet((fleet) => ({ dir, queue, workers } = fleet));
 
 /** The example's folder copied to the test's directory, with workers there on the test queue. */
 async function withWorkers(example: string, count: number, env: Record<string, string> = {}) {
   cpSync(join(ROOT, 'examples', example), dir, { recursive: true });
   await declareTaskQueue(queue);
-  workers = startWorkers(count, { cwd: dir, queue, env });
+  workers.push(...startWorkers(count, { cwd: dir, queue, env }));
   await waitForConsumers(queue, count);
   return { RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue, ...env };
 }

@@ -2,31 +2,24 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { execa } from 'execa';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { taskId } from '../../shared/taskId.js';
-import { logLines, processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
-import { brokerUrl, deleteQueues, queueDepth, testQueue, withChannel } from '../helpers/fleet.js';
+import { logLines, tasker, waitFor, worker } from '../helpers/cli.js';
+import { brokerUrl, eachFleet, queueDepth, withChannel } from '../helpers/fleet.js';
 import { count } from './figures.js';
-import { waitFor } from './support.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
 let running: ReturnType<typeof worker> | undefined;
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  running?.kill('SIGTERM');
-  await running;
-  running = undefined;
-  await deleteQueues(queue, 'warren.results.bad-run');
-  await waitFor(() => processesIn(dir).length === 0, 10_000, 'no process left');
-  cleanup();
+eachFleet((fleet) => ({ dir, queue } = fleet), {
+  queues: ['warren.results.bad-run'],
+  leftovers: 'wait',
+  stop: async () => {
+    running?.kill('SIGTERM');
+    await running;
+    running = undefined;
+  },
 });
 
 describe('bad input: one clear line, a distinct exit code, nothing lost or half-written', () => {

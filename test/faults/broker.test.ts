@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateNode } from '../helpers/broker.js';
-import { processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { processesIn, tasker, tempDir, waitFor, worker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { ledgerFaults, linesOf, taskIds, waitFor } from './support.js';
+import { ledgerFaults, linesOf, taskIds } from './support.js';
 
 let node: PrivateNode;
 let dir: string;

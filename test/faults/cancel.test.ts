@@ -1,37 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { processesIn, tasker, tempDir } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { processesIn, tasker, waitFor } from '../helpers/cli.js';
 import {
   brokerUrl,
-  deleteQueues,
+  eachFleet,
   queueDepth,
   startWorkers,
-  stopWorkers,
-  testQueue,
   type WorkerProcess,
 } from '../helpers/fleet.js';
 import { ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { linesOf, waitFor } from './support.js';
+import { linesOf } from './support.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
-let workers: WorkerProcess[] = [];
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  await stopWorkers(workers);
-  workers = [];
-  await deleteQueues(queue);
-  await waitFor(() => processesIn(dir).length === 0, 10_000, 'no process left');
-  cleanup();
-});
+let workers: WorkerProcess[];
+eachFleet((fleet) => ({ dir, queue, workers } = fleet), { leftovers: 'wait' });
 
 const status = async (run: string) =>
   JSON.parse((await tasker(['status', '--json', '--run-id', run], { cwd: dir })).stdout);
@@ -44,7 +29,7 @@ describe('faults: tasker cancel', () => {
     );
     writeFileSync(join(dir, 'jobs.sh'), `${lines.join('\n')}\n`);
     const env = { RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue };
-    workers = startWorkers(2, { cwd: dir, queue });
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
     const run = tasker(['run', 'jobs.sh', '--run-id', 'cancel-1'], { cwd: dir, env });
     await waitFor(() => linesOf(dir, 'started.txt').length >= 2, 30_000, 'two tasks started');
     const cancelled = await tasker(['cancel', '--run-id', 'cancel-1'], { cwd: dir, env });

@@ -2,10 +2,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateNode } from '../helpers/broker.js';
-import { logLines, processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { logLines, processesIn, tasker, tempDir, waitFor, worker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { linesOf, waitFor } from './support.js';
+import { linesOf } from './support.js';
 
 let node: PrivateNode;
 let dir: string;

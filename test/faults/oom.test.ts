@@ -8,27 +8,16 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cliEnv, processesIn, ROOT, tasker, tempDir, worker } from '../helpers/cli.js';
-import { brokerUrl, deleteQueues, testQueue } from '../helpers/fleet.js';
+import { describe, expect, it } from 'vitest';
+import { cliEnv, processesIn, ROOT, tasker, waitFor, worker } from '../helpers/cli.js';
+import { brokerUrl, eachFleet } from '../helpers/fleet.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { killTree, waitFor } from './support.js';
+import { killTree } from './support.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  await deleteQueues(queue);
-  await waitFor(() => processesIn(dir).length === 0, 10_000, 'no process left');
-  cleanup();
-});
+eachFleet((fleet) => ({ dir, queue } = fleet), { leftovers: 'wait' });
 
 /**
  * A memory cgroup of the test's own with a hard limit (cgroup v2 where this machine has its

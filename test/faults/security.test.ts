@@ -14,10 +14,9 @@ import amqp from 'amqplib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, PrivateNode } from '../helpers/broker.js';
-import { logLines, processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { logLines, processesIn, tasker, tempDir, waitFor, worker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { waitFor } from './support.js';
 
 let node: PrivateNode;
 let tlsPort: number;

@@ -3,19 +3,6 @@ import { join } from 'node:path';
 import type { worker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
-/** Waits until `condition` holds, polling; fails after `withinMs`. */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  withinMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /** Lines of a file in `dir`, or none when it does not exist yet. */
 export function linesOf(dir: string, name: string): string[] {
   const path = join(dir, name);

@@ -1,32 +1,21 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
-import { brokerUrl, deleteQueues, queueDepth, testQueue } from '../helpers/fleet.js';
+import { describe, expect, it } from 'vitest';
+import { tasker, waitFor, worker } from '../helpers/cli.js';
+import { brokerUrl, eachFleet, queueDepth } from '../helpers/fleet.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
-import { killTree, ledgerFaults, linesOf, Supervised, taskIds, waitFor } from './support.js';
+import { killTree, ledgerFaults, linesOf, Supervised, taskIds } from './support.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
 let fleet: Supervised[] = [];
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  await Promise.all(fleet.map((member) => member.stop()));
-  fleet = [];
-  await deleteQueues(queue);
-  await waitFor(
-    () => processesIn(dir).length === 0,
-    10_000,
-    'no process left in the test directory',
-  );
-  cleanup();
+eachFleet((made) => ({ dir, queue } = made), {
+  leftovers: 'wait',
+  stop: async () => {
+    await Promise.all(fleet.map((member) => member.stop()));
+    fleet = [];
+  },
 });
 
 const env = (extra: Record<string, string> = {}) => ({

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { afterEach, beforeEach, expect } from 'vitest';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
@@ -57,6 +58,48 @@ export const worker = (args: readonly string[], options: RunOptions) =>
 export function tempDir(prefix = 'warren-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Waits until `condition` holds, polling; fails after `withinMs`. */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  withinMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export interface EachTempDirOptions {
+  /** Runs after each test, before the checks: stops what the test started. */
+  readonly stop?: () => unknown;
+  /**
+   * Processes still running in the directory after `stop`: `fail` the test at once, `wait` up
+   * to 10 s for them to go (a killed tree takes a moment), or `ignore` them (no process runs).
+   */
+  readonly leftovers?: 'fail' | 'wait' | 'ignore';
+}
+
+/**
+ * Gives each test of the file a fresh temporary directory, handed to `use` before the test runs
+ * and removed after it (kept when the leftovers check fails, to look at).
+ */
+export function eachTempDir(use: (dir: string) => void, options: EachTempDirOptions = {}): void {
+  let made: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    made = tempDir();
+    use(made.dir);
+  });
+  afterEach(async () => {
+    await options.stop?.();
+    if (options.leftovers === 'fail') expect(processesIn(made.dir)).toEqual([]);
+    if (options.leftovers === 'wait')
+      await waitFor(() => processesIn(made.dir).length === 0, 10_000, 'no process left');
+    made.cleanup();
+  });
 }
 
 /** Pids of processes whose working directory is inside `dir`: what a test must not leave behind. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
 import { inject } from 'vitest';
 import { declareTopology } from '../../shared/topology.js';
-import { worker } from './cli.js';
+import { type EachTempDirOptions, eachTempDir, worker } from './cli.js';
 
 /** The broker integration tests share. */
 export const brokerUrl = (): string => inject('rabbitmqUrl');
@@ -29,6 +29,42 @@ export function startWorkers(
 export async function stopWorkers(workers: readonly WorkerProcess[]): Promise<void> {
   for (const process of workers) process.kill('SIGTERM');
   await Promise.all(workers);
+}
+
+/** What each test of a broker test file works with. */
+export interface Fleet {
+  /** Its own temporary directory. */
+  readonly dir: string;
+  /** Its own task queue, deleted after it. */
+  readonly queue: string;
+  /** Workers it started (push them here): stopped after it. */
+  readonly workers: WorkerProcess[];
+}
+
+/**
+ * Gives each test of the file a fleet of its own (see `Fleet`), handed to `use` before the test
+ * runs. After it: `stop`, its workers stopped, its queue and `queues` deleted, the leftovers
+ * check of `eachTempDir` (`fail` unless told otherwise), the directory removed.
+ */
+export function eachFleet(
+  use: (fleet: Fleet) => void,
+  options: EachTempDirOptions & { readonly queues?: readonly string[] } = {},
+): void {
+  let fleet: Fleet;
+  eachTempDir(
+    (dir) => {
+      fleet = { dir, queue: testQueue(), workers: [] };
+      use(fleet);
+    },
+    {
+      leftovers: options.leftovers ?? 'fail',
+      stop: async () => {
+        await options.stop?.();
+        await stopWorkers(fleet.workers);
+        await deleteQueues(fleet.queue, ...(options.queues ?? []));
+      },
+    },
+  );
 }
 
 /** Runs `fn` with a channel on the test broker. */

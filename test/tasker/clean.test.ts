@@ -1,12 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tasker, tempDir } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { eachTempDir, tasker } from '../helpers/cli.js';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => cleanup());
+eachTempDir((made) => (dir = made));
 
 describe('tasker clean', () => {
   it('empties the directory but keeps the state dir and never follows a symlink out', async () => {

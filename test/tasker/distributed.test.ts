@@ -1,15 +1,13 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CORPUS, processesIn, tasker, tempDir } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { CORPUS, tasker } from '../helpers/cli.js';
 import {
   brokerUrl,
   declareTaskQueue,
-  deleteQueues,
+  eachFleet,
   queueDepth,
   startWorkers,
-  stopWorkers,
-  testQueue,
   type WorkerProcess,
   waitForConsumers,
   withChannel,
@@ -17,22 +15,9 @@ import {
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
-let workers: WorkerProcess[] = [];
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  await stopWorkers(workers);
-  workers = [];
-  await deleteQueues(queue);
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+let workers: WorkerProcess[];
+eachFleet((fleet) => ({ dir, queue, workers } = fleet));
 
 const env = () => ({ RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue });
 const state = () => join(dir, '.warren');
@@ -47,7 +32,7 @@ describe('tasker run through RabbitMQ', () => {
       write(data, 'x\n');
     // Both workers listen before the run starts, so both take simulations.
     await declareTaskQueue(queue);
-    workers = startWorkers(2, { cwd: dir, queue });
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
     await waitForConsumers(queue, 2);
 
     const result = await tasker(['run', 'jobs.sh', '--rules', 'makita', '--run-id', 'dist-1'], {
@@ -93,7 +78,7 @@ describe('tasker run through RabbitMQ', () => {
 
   it('retries a failing command on the workers, then reports it failed and exits 1', async () => {
     write('jobs.sh', "echo ok\nsh -c 'echo no input >&2; exit 5'\n");
-    workers = startWorkers(1, { cwd: dir, queue });
+    workers.push(...startWorkers(1, { cwd: dir, queue }));
     const result = await tasker(
       ['run', 'jobs.sh', '--run-id', 'fail-1', '--retries', '1', '--retry-delay', '10ms'],
       {
@@ -122,7 +107,7 @@ describe('tasker run through RabbitMQ', () => {
         ),
       );
     }
-    workers = startWorkers(2, { cwd: dir, queue });
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
     const results = await Promise.all(
       runs.map((run) => tasker(['run', `${run}.sh`, '--run-id', run], { cwd: dir, env: env() })),
     );
@@ -146,7 +131,7 @@ describe('tasker run through RabbitMQ', () => {
         '\n',
       ),
     );
-    workers = startWorkers(2, { cwd: dir, queue });
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
     const first = tasker(['run', 'jobs.sh', '--run-id', 'kill-1'], { cwd: dir, env: env() });
     while (!existsSync(join(dir, 'done.txt')) || lines('done.txt').length < 3)
       await new Promise((r) => setTimeout(r, 50));
@@ -170,7 +155,7 @@ describe('tasker run through RabbitMQ', () => {
   it('never takes a result dead-lettered from the task queue for a real one', async () => {
     write('jobs.sh', 'sleep 1.5; echo real >> ran.txt\n');
     await declareTaskQueue(queue);
-    workers = startWorkers(2, { cwd: dir, queue });
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
     await waitForConsumers(queue, 2);
     const run = tasker(['run', 'jobs.sh', '--run-id', 'forge-1'], { cwd: dir, env: env() });
     let start: { task: string; phase: string } | undefined;
@@ -222,7 +207,7 @@ describe('tasker run through RabbitMQ', () => {
 
   it('counts a duplicate result that arrives while a retry waits only once', async () => {
     write('jobs.sh', "sh -c 'echo try >> tries.txt; exit 3'\n");
-    workers = startWorkers(1, { cwd: dir, queue });
+    workers.push(...startWorkers(1, { cwd: dir, queue }));
     const run = tasker(
       ['run', 'jobs.sh', '--run-id', 'dup-1', '--retries', '1', '--retry-delay', '1500ms'],
       { cwd: dir, env: env() },
@@ -284,7 +269,7 @@ describe('tasker run through RabbitMQ', () => {
     expect(sent.stderr).toMatch(/not waiting for results: they wait in `warren.results.nw-1`/);
     expect(sent.stderr).not.toMatch(/run nw-1 succeeded/);
     expect(await queueDepth(queue)).toBe(2);
-    workers = startWorkers(1, { cwd: dir, queue });
+    workers.push(...startWorkers(1, { cwd: dir, queue }));
     const collected = await tasker(['send', 'part.sh', '--run-id', 'nw-1'], {
       cwd: dir,
       env: env(),
@@ -305,7 +290,7 @@ describe('tasker run through RabbitMQ', () => {
     mkdirSync(join(state(), 'runs', 'infra-1'), { recursive: true });
     write('.warren/runs/infra-1/logs', 'in the way\n');
     write('jobs.sh', 'echo never >> never.txt\n');
-    workers = startWorkers(1, { cwd: dir, queue });
+    workers.push(...startWorkers(1, { cwd: dir, queue }));
     const failed = await tasker(
       ['run', 'jobs.sh', '--run-id', 'infra-1', '--retries', '1', '--retry-delay', '10ms'],
       { cwd: dir, env: env() },

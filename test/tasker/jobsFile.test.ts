@@ -1,14 +1,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InputError } from '../../shared/errors.js';
 import { type JobEntry, MAX_LINE, readJobs } from '../../tasker/jobsFile.js';
-import { tempDir } from '../helpers/cli.js';
+import { eachTempDir } from '../helpers/cli.js';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => cleanup());
+eachTempDir((made) => (dir = made));
 
 async function read(content: string | Buffer): Promise<JobEntry[]> {
   const path = join(dir, 'jobs.sh');

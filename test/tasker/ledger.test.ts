@@ -1,14 +1,12 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type LedgerRecord, LedgerWriter, readLedger } from '../../tasker/ledger.js';
 import { loadRunMemory } from '../../tasker/resume.js';
-import { tempDir } from '../helpers/cli.js';
+import { eachTempDir } from '../helpers/cli.js';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => cleanup());
+eachTempDir((made) => (dir = made));
 
 const at = '2026-11-21T00:00:00.000Z';
 const end = (task: string, attempt: number, state: 'succeeded' | 'failed'): LedgerRecord => ({

@@ -1,15 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { processesIn, tasker, tempDir } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { tasker } from '../helpers/cli.js';
 import {
   brokerUrl,
   declareTaskQueue,
-  deleteQueues,
+  eachFleet,
   startWorkers,
-  stopWorkers,
-  testQueue,
   type WorkerProcess,
   waitForConsumers,
 } from '../helpers/fleet.js';
@@ -17,19 +15,9 @@ import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { objectOf, objectsIn, s3Env, testBucket } from '../helpers/s3.js';
 
 let dir: string;
-let cleanup: () => void;
-let workers: WorkerProcess[] = [];
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-});
-
-afterEach(async () => {
-  await stopWorkers(workers);
-  workers = [];
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+let queue: string;
+let workers: WorkerProcess[];
+eachFleet((fleet) => ({ dir, queue, workers } = fleet));
 
 const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -152,15 +140,16 @@ describe('outputs to S3', () => {
 
   it('workers upload with their own bucket and globs; the tasker needs none', async () => {
     const bucket = await testBucket();
-    const queue = testQueue();
     write('jobs.sh', 'echo a > a.out\necho b > b.out\necho c > c.log\n');
     await declareTaskQueue(queue);
-    workers = startWorkers(2, {
-      cwd: dir,
-      queue,
-      args: ['--upload', '*.out'],
-      env: s3Env(bucket),
-    });
+    workers.push(
+      ...startWorkers(2, {
+        cwd: dir,
+        queue,
+        args: ['--upload', '*.out'],
+        env: s3Env(bucket),
+      }),
+    );
     await waitForConsumers(queue, 2);
     const run = await tasker(['run', 'jobs.sh', '--run-id', 's3-3', '--upload', '*.log'], {
       cwd: dir,
@@ -174,7 +163,6 @@ describe('outputs to S3', () => {
     ]);
     const ends = endsOf(ledgerOf(join(dir, '.warren'), 's3-3'));
     expect(ends.every((end) => end.worker.startsWith('w'))).toBe(true);
-    await deleteQueues(queue);
   });
 
   it('refuses bad upload settings with one line and exit 2', async () => {

@@ -1,20 +1,15 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/broker.js';
-import { processesIn, tasker, tempDir } from '../helpers/cli.js';
+import { eachTempDir, tasker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => {
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+eachTempDir((made) => (dir = made), { leftovers: 'fail' });
 
 const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
 

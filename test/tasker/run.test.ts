@@ -7,17 +7,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CORPUS, logLines, processesIn, tasker, tempDir } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { CORPUS, eachTempDir, logLines, processesIn, tasker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => {
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+eachTempDir((made) => (dir = made), { leftovers: 'fail' });
 
 const state = () => join(dir, '.warren');
 const write = (name: string, text: string) => writeFileSync(join(dir, name), text);

@@ -1,16 +1,14 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { splitToParts } from '../../tasker/plan.js';
 import { resolveRules } from '../../tasker/rules.js';
-import { CORPUS, tasker, tempDir } from '../helpers/cli.js';
+import { CORPUS, eachTempDir, tasker } from '../helpers/cli.js';
 
 const EXAMPLES = readdirSync(CORPUS).filter((name) => name.endsWith('_example'));
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => cleanup());
+eachTempDir((made) => (dir = made));
 
 function copyJobs(example: string): string {
   const jobs = join(dir, 'jobs.sh');

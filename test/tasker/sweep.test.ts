@@ -1,17 +1,12 @@
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fill, placeholders } from '../../tasker/sweep.js';
-import { processesIn, ROOT, tasker, tempDir } from '../helpers/cli.js';
+import { eachTempDir, ROOT, tasker } from '../helpers/cli.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 
 let dir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir, cleanup } = tempDir()));
-afterEach(() => {
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+eachTempDir((made) => (dir = made), { leftovers: 'fail' });
 
 const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
 const lines = (name: string) =>

@@ -1,34 +1,34 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type TaskMessage } from '../../shared/protocol.js';
 import { taskId } from '../../shared/taskId.js';
 import { isSimple, Launcher } from '../../worker/launcher.js';
 import { runTask, type TaskContext } from '../../worker/runTask.js';
 import { SlotLog } from '../../worker/slotLog.js';
-import { processesIn, tempDir } from '../helpers/cli.js';
+import { eachTempDir } from '../helpers/cli.js';
 
 let dir: string;
-let cleanup: () => void;
 let context: TaskContext;
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  context = {
-    launcher: new Launcher({ env: { PATH: process.env.PATH }, graceMs: 500 }),
-    workdir: dir,
-    log: new SlotLog(join(dir, '.warren'), 'test-1'),
-    worker: 'test-1',
-    host: 'here',
-  };
-});
-
-afterEach(async () => {
-  await context.launcher.close();
-  context.log.close();
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+eachTempDir(
+  (made) => {
+    dir = made;
+    context = {
+      launcher: new Launcher({ env: { PATH: process.env.PATH }, graceMs: 500 }),
+      workdir: dir,
+      log: new SlotLog(join(dir, '.warren'), 'test-1'),
+      worker: 'test-1',
+      host: 'here',
+    };
+  },
+  {
+    leftovers: 'fail',
+    stop: async () => {
+      await context.launcher.close();
+      context.log.close();
+    },
+  },
+);
 
 function task(command: string, extra: Partial<TaskMessage> = {}): TaskMessage {
   return {

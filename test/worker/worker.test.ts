@@ -1,13 +1,13 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { taskId } from '../../shared/taskId.js';
 import { freePort } from '../helpers/broker.js';
-import { logLines, processesIn, tasker, tempDir, worker } from '../helpers/cli.js';
+import { logLines, tasker, worker } from '../helpers/cli.js';
 import {
   brokerUrl,
-  deleteQueues,
+  eachFleet,
   queueDepth,
   startWorkers,
   stopWorkers,
@@ -17,29 +17,16 @@ import {
 } from '../helpers/fleet.js';
 
 let dir: string;
-let cleanup: () => void;
 let queue: string;
-let workers: WorkerProcess[] = [];
-
-beforeEach(() => {
-  ({ dir, cleanup } = tempDir());
-  queue = testQueue();
-});
-
-afterEach(async () => {
-  await stopWorkers(workers);
-  workers = [];
-  await deleteQueues(queue, 'warren.results.w-run');
-  expect(processesIn(dir)).toEqual([]);
-  cleanup();
-});
+let workers: WorkerProcess[];
+eachFleet((fleet) => ({ dir, queue, workers } = fleet), { queues: ['warren.results.w-run'] });
 
 const env = () => ({ RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue });
 
 describe('worker', () => {
   it('dead-letters messages it cannot read and keeps working', async () => {
     writeFileSync(join(dir, 'noop.sh'), 'true\n');
-    workers = startWorkers(1, { cwd: dir, queue });
+    workers.push(...startWorkers(1, { cwd: dir, queue }));
     // A tasker declares the queue; its one task also proves the worker is up.
     expect(
       (await tasker(['send', 'noop.sh', '--run-id', 'w-first'], { cwd: dir, env: env() })).exitCode,
@@ -91,7 +78,6 @@ describe('worker', () => {
     expect(deadAfter - deadBefore).toBe(4);
     await stopWorkers(workers);
     const log = logLines((await workers[0])?.stderr ?? '');
-    workers = [];
     const refused = log
       .filter((line) => line.msg.startsWith(`refused a message on \`${queue}\``))
       .map((line) => line.msg);
@@ -114,14 +100,13 @@ describe('worker', () => {
 
   it('on SIGTERM lets the running task finish within --grace and exits 0', async () => {
     writeFileSync(join(dir, 'jobs.sh'), 'sleep 1; echo done > slow.txt\n');
-    workers = startWorkers(1, { cwd: dir, queue, args: ['--grace', '10s'] });
+    workers.push(...startWorkers(1, { cwd: dir, queue, args: ['--grace', '10s'] }));
     const [one] = workers;
     const run = tasker(['send', 'jobs.sh', '--run-id', 'term-1'], { cwd: dir, env: env() });
     while (!existsSync(join(dir, '.warren', 'runs', 'term-1', 'logs', 'w1-1.out')))
       await new Promise((r) => setTimeout(r, 50));
     one?.kill('SIGTERM');
     expect((await one)?.exitCode).toBe(0);
-    workers = [];
     expect((await run).exitCode).toBe(0);
     expect(readFileSync(join(dir, 'slow.txt'), 'utf8')).toBe('done\n');
     // It was acknowledged on its way out: nothing is left to run twice.
@@ -184,7 +169,7 @@ describe('worker', () => {
       return get('/readyz');
     };
     // Started before any tasker: ready (connected, waiting for the queue to be declared).
-    workers = startWorkers(1, { cwd: dir, queue, args: ['--health-port', String(port)] });
+    workers.push(...startWorkers(1, { cwd: dir, queue, args: ['--health-port', String(port)] }));
     expect(await readySoon()).toBe(200);
     expect(await get('/livez')).toBe(200);
     expect(await get('/other')).toBe(404);
@@ -195,23 +180,24 @@ describe('worker', () => {
   });
 
   it('stops at once on SIGTERM while still waiting for the task queue to exist', async () => {
-    workers = startWorkers(1, { cwd: dir, queue: testQueue() });
+    workers.push(...startWorkers(1, { cwd: dir, queue: testQueue() }));
     const [waiting] = workers;
     await new Promise((r) => setTimeout(r, 1500));
     waiting?.kill('SIGTERM');
     const exit = await waiting;
     expect(exit?.exitCode, exit?.stderr).toBe(0);
-    workers = [];
   });
 
   it('serves Prometheus metrics on --metrics-port: tasks by outcome and class, durations, slots', async () => {
     const port = await freePort();
     writeFileSync(join(dir, 'jobs.sh'), "true\ntrue\nsh -c 'exit 7'\n");
-    workers = startWorkers(1, {
-      cwd: dir,
-      queue,
-      args: ['--metrics-port', String(port), '--concurrency', '2'],
-    });
+    workers.push(
+      ...startWorkers(1, {
+        cwd: dir,
+        queue,
+        args: ['--metrics-port', String(port), '--concurrency', '2'],
+      }),
+    );
     const result = await tasker(['run', 'jobs.sh', '--run-id', 'metrics-1', '--retries', '0'], {
       cwd: dir,
       env: env(),
