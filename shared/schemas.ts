@@ -8,7 +8,7 @@ import { FAILURE_CLASSES, PROTOCOL_VERSION, RUN_ID_PATTERN } from './protocol.js
  * hundred files took ~90 ms of every tasker's and worker's start.)
  */
 
-const text = (min = 0) => (min > 0 ? v.pipe(v.string(), v.minLength(min)) : v.string());
+const nonEmpty = v.pipe(v.string(), v.minLength(1));
 const count = (min: number) => v.pipe(v.number(), v.integer(), v.minValue(min));
 const timestamp = v.pipe(v.string(), v.isoTimestamp());
 
@@ -23,21 +23,21 @@ export const RunId = v.pipe(
 export const TaskMessage = v.object({
   v: v.literal(PROTOCOL_VERSION),
   run: RunId,
-  phase: text(1),
+  phase: nonEmpty,
   task: TaskId,
   attempt: count(1),
-  command: text(1),
+  command: nonEmpty,
   /** Absolute, or relative to the worker's --workdir; absent means the worker's --workdir. */
   workdir: v.optional(v.string()),
   /** Milliseconds; 0 means no timeout. */
   timeoutMs: v.optional(count(0), 0),
   /** Globs, relative to the working directory, of outputs to upload to S3 after success. */
-  upload: v.optional(v.pipe(v.array(text(1)), v.maxLength(100))),
+  upload: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(100))),
 });
 
 /** An object uploaded to S3 (key in the worker's bucket). */
 export const UploadedObject = v.object({
-  key: text(1),
+  key: nonEmpty,
   size: count(0),
   checksum: v.string(),
 });
@@ -52,7 +52,7 @@ export const LogSpan = v.object({
 export const TaskResult = v.object({
   v: v.literal(PROTOCOL_VERSION),
   run: RunId,
-  phase: text(1),
+  phase: nonEmpty,
   task: TaskId,
   attempt: count(1),
   state: v.picklist(['succeeded', 'failed', 'cancelled']),
@@ -74,7 +74,7 @@ export const TaskResult = v.object({
   /** How long the uploads took, in ms (within finishedAt - startedAt). */
   uploadMs: v.optional(count(0)),
   /** Commands the task wrote to `WARREN_SPAWN`: new tasks for its phase. */
-  spawned: v.optional(v.pipe(v.array(text(1)), v.maxLength(10_000))),
+  spawned: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(10_000))),
 });
 
 /** A worker's notice that it started an attempt. */

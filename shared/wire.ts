@@ -17,21 +17,10 @@ export const TYPE = {
 export const MAX_BODY = 2 * 1024 * 1024;
 
 /** A worker's notice that it started an attempt. */
-export interface StartedNotice {
-  readonly v: number;
-  readonly run: string;
-  readonly phase: string;
-  readonly task: string;
-  readonly attempt: number;
-  readonly worker: string;
-  readonly host: string;
-  readonly startedAt: string;
-}
+export type StartedNotice = v.InferOutput<typeof schemas.StartedNotice>;
 
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
-export type ControlMessage =
-  | { readonly v: number; readonly action: 'cancel'; readonly run: string }
-  | { readonly v: number; readonly action: 'drain' };
+export type ControlMessage = v.InferOutput<typeof schemas.ControlMessage>;
 
 type Decoded<T> =
   | { readonly ok: true; readonly value: T }
