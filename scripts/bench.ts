@@ -189,6 +189,39 @@ async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1)
   return rows;
 }
 
+/**
+ * What a tasker command costs before any task: `tasker send` of one `true` through the broker to
+ * a standing worker, whole command (start-up, connect, publish, the result), next to `node -e 0`.
+ */
+async function startup(work: string, broker: TestBroker): Promise<Row> {
+  writeFileSync(join(work, 'one.sh'), 'true\n');
+  const workers = await fleet(work, broker, 1, 1);
+  const warren: number[] = [];
+  const node: number[] = [];
+  try {
+    for (let round = 0; round < ROUNDS * 3; round++) {
+      const args = ['send', join(work, 'one.sh'), '--workdir', work];
+      const run = `bench-one-${process.pid}-${round}`;
+      warren.push(
+        await seconds(() =>
+          execa('node', [TASKER, ...args, '--run-id', run], { env: workers.env }),
+        ),
+      );
+      node.push(await seconds(() => execa('node', ['-e', '0'])));
+    }
+  } finally {
+    await workers.stop();
+  }
+  return {
+    case: `\`tasker send\` of one \`true\` through RabbitMQ to a standing worker, whole command (baseline: \`node -e 0\`)`,
+    warren: median(warren),
+    baseline: median(node),
+    unit: 's',
+    target: 'reported',
+    ok: true,
+  };
+}
+
 /** Waits until `count` consumers are on `queue`. */
 async function consumers(url: string, queue: string, count: number): Promise<void> {
   for (;;) {
@@ -563,7 +596,7 @@ try {
   broker = await startTestBroker();
   console.log(`broker: ${broker.source}\n`);
   // BENCH_ONLY=<regex> runs the cases whose key matches (keys: local, shell, broker,
-  // prefetch, sleepers, sleepers-prefetch, barrier, kill, slots, publish, lines).
+  // prefetch, sleepers, sleepers-prefetch, barrier, kill, slots, publish, lines, startup).
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   const cases: [string, () => Promise<Row | Row[]>][] = [
     ['local', () => localVersusXargs(work, '2,000 x `true`, 2 slots, local mode', 'true', 1.2)],
@@ -587,6 +620,7 @@ try {
     ['slots', () => manySlots(work, broker as TestBroker)],
     ['publish', () => publishing(work, broker as TestBroker)],
     ['lines', () => millionLines(work)],
+    ['startup', () => startup(work, broker as TestBroker)],
   ];
   const rows: Row[] = [];
   for (const [key, measure] of cases) {
