@@ -600,13 +600,13 @@ try {
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   const cases: [string, () => Promise<Row | Row[]>][] = [
     ['local', () => localVersusXargs(work, '2,000 x `true`, 2 slots, local mode', 'true', 1.2)],
-    // Quotes and a variable: this one needs a shell of its own, as every xargs line does.
+    // Quotes and a variable: shell syntax, which every xargs line gives a shell of its own.
     [
       'shell',
       () =>
         localVersusXargs(
           work,
-          '2,000 x `test -n "$HOME"` (needs /bin/sh), same',
+          '2,000 x `test -n "$HOME"` (shell syntax), same',
           'test -n "$HOME"',
           1.3,
         ),

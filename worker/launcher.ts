@@ -81,16 +81,24 @@ export class Launcher {
       if (job.timeoutMs > 0) {
         this.pending.timer = setTimeout(() => void this.stop('timeout'), job.timeoutMs);
       }
-      const assignments = Object.entries(job.env)
-        .map(([key, value]) => `${key}=${quoted(value)} `)
-        .join('');
       const header = quoted(job.header);
-      const where = `cd -- ${quoted(job.workdir)} && ${assignments}`;
-      // A simple command runs in a subshell of ours, with no second shell: one fork, and one
-      // exec only when the command is not a builtin. Anything else goes to its own /bin/sh.
-      const run = isSimple(job.command)
-        ? `( ${where}${job.command} )`
-        : `${where}/bin/sh -c ${quoted(job.command)}`;
+      const cd = `cd -- ${quoted(job.workdir)}`;
+      // The command runs in a subshell of ours, parsed there by `eval` as `sh -c` would parse it
+      // (it is one quoted word to the slot's shell, so no text can break the script around it):
+      // one fork, and one exec only when it is not a builtin. A command that asks which shell
+      // it is in (`$$`, `$PPID`, `$0`) gets a /bin/sh of its own, where the answer is its own.
+      let run: string;
+      if (needsOwnShell(job.command)) {
+        const assignments = Object.entries(job.env)
+          .map(([key, value]) => `${key}=${quoted(value)} `)
+          .join('');
+        run = `${cd} && ${assignments}/bin/sh -c ${quoted(job.command)}`;
+      } else {
+        const exports = Object.entries(job.env)
+          .map(([key, value]) => `export ${key}=${quoted(value)} && `)
+          .join('');
+        run = `( ${cd} && ${exports}eval ${quoted(job.command)} )`;
+      }
       // One group, the log files opened once: the header lines (printf is a builtin), then the
       // command. `cd` in the group changes the shell's own directory (a builtin, no fork).
       const script =
@@ -183,33 +191,16 @@ export class Launcher {
   }
 }
 
-/** Words the shell reads as syntax at the start of a command. */
-const RESERVED = new Set([
-  '!',
-  '{',
-  '}',
-  'case',
-  'do',
-  'done',
-  'elif',
-  'else',
-  'esac',
-  'fi',
-  'for',
-  'if',
-  'in',
-  'then',
-  'until',
-  'while',
-]);
-const SIMPLE = /^[A-Za-z0-9_@%+=:,./-]+(?: +[A-Za-z0-9_@%+=:,./-]+)*$/;
+/** `$$`, `$PPID`, `$0`, `$-`, `$_`, braced or not: what differs between a subshell and a shell. */
+const OWN_SHELL = /\$\{?(?:[$0_-]|PPID)/;
 
 /**
- * Whether a command is plain words the shell passes through untouched (no quotes, variables,
- * globs, redirections or operators), so that it can run without a shell of its own.
+ * Whether a command needs a /bin/sh of its own: it reads a parameter whose value in a subshell
+ * of the slot's shell would not be that of a fresh `sh -c` (`$$` would be the slot's pid, the
+ * same for every task the slot runs). Anything else runs in a subshell, with the same outcome.
  */
-export function isSimple(command: string): boolean {
-  return SIMPLE.test(command) && !RESERVED.has(command.split(' ', 1)[0] ?? '');
+export function needsOwnShell(command: string): boolean {
+  return OWN_SHELL.test(command);
 }
 
 /**

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type TaskMessage } from '../../shared/protocol.js';
 import { taskId } from '../../shared/taskId.js';
-import { isSimple, Launcher } from '../../worker/launcher.js';
+import { Launcher, needsOwnShell } from '../../worker/launcher.js';
 import { runTask, type TaskContext } from '../../worker/runTask.js';
 import { SlotLog } from '../../worker/slotLog.js';
 import { eachTempDir } from '../helpers/cli.js';
@@ -131,26 +131,24 @@ describe('runTask', () => {
     expect(result.stdoutTail).toBe(`it's|a "b"|$HOME|end|`);
   });
 
-  it('runs plain-word commands without a second shell, with the same outcome as through one', async () => {
-    expect(isSimple('python scripts/sim.py --seed 4 -o out/a.json')).toBe(true);
-    for (const command of [
-      'echo $HOME',
-      "echo 'a b'",
-      'a; b',
-      'a && b',
-      'ls *.csv',
-      'cat < x',
-      'done',
-      'if',
-      '~/bin/x',
-    ]) {
-      expect(isSimple(command), command).toBe(false);
-    }
+  it('runs commands in a subshell of the slot with the outcome of their own shell', async () => {
+    // Shell syntax is parsed in the subshell, the slot's own script untouched by it.
+    expect(await runTask(task('if then'), context)).toMatchObject({ state: 'failed', exitCode: 2 });
+    expect((await runTask(task('echo "$WARREN_TASK_ID" | wc -c'), context)).stdoutTail).toBe(
+      '17\n',
+    );
+    // A command asking for its shell's pid gets a shell of its own: one pid per task.
+    for (const command of ['echo $$', 'kill -0 "$PPID"', 'echo $0'])
+      expect(needsOwnShell(command)).toBe(true);
+    expect(needsOwnShell('python sim.py --seed "$SEED" > out/$SEED.csv')).toBe(false);
+    const first = (await runTask(task('echo $$', { attempt: 1 }), context)).stdoutTail;
+    const second = (await runTask(task('echo $$', { attempt: 2 }), context)).stdoutTail;
+    expect(first).not.toBe(second);
     // A builtin that would end or move the shell only ends or moves its own subshell.
     expect(await runTask(task('exit 3'), context)).toMatchObject({ state: 'failed', exitCode: 3 });
     expect((await runTask(task('cd /'), context)).state).toBe('succeeded');
     expect((await runTask(task('pwd'), context)).stdoutTail).toBe(`${dir}\n`);
-    // A reserved word alone is a syntax error in its own shell, not in the slot's.
+    // A reserved word alone is a syntax error in the subshell, not in the slot's script.
     expect(await runTask(task('done'), context)).toMatchObject({ state: 'failed', exitCode: 2 });
     expect((await runTask(task('echo still here'), context)).stdoutTail).toBe('still here\n');
   });
