@@ -82,25 +82,19 @@ export class Launcher {
         this.pending.timer = setTimeout(() => void this.stop('timeout'), job.timeoutMs);
       }
       const header = quoted(job.header);
-      const cd = `cd -- ${quoted(job.workdir)}`;
+      const exports = Object.entries(job.env)
+        .map(([key, value]) => `export ${key}=${quoted(value)} && `)
+        .join('');
       // The command runs in a subshell of ours, parsed there by `eval` as `sh -c` would parse it
       // (it is one quoted word to the slot's shell, so no text can break the script around it):
       // one fork, and one exec only when it is not a builtin. A command that asks which shell
-      // it is in (`$$`, `$PPID`, `$0`) gets a /bin/sh of its own, where the answer is its own.
-      let run: string;
-      if (needsOwnShell(job.command)) {
-        const assignments = Object.entries(job.env)
-          .map(([key, value]) => `${key}=${quoted(value)} `)
-          .join('');
-        run = `${cd} && ${assignments}/bin/sh -c ${quoted(job.command)}`;
-      } else {
-        const exports = Object.entries(job.env)
-          .map(([key, value]) => `export ${key}=${quoted(value)} && `)
-          .join('');
-        run = `( ${cd} && ${exports}eval ${quoted(job.command)} )`;
-      }
+      // it is in (`$$`, `$PPID`, `$0`) has the subshell exec a /bin/sh of its own instead.
+      const command = needsOwnShell(job.command)
+        ? `exec /bin/sh -c ${quoted(job.command)}`
+        : `eval ${quoted(job.command)}`;
       // One group, the log files opened once: the header lines (printf is a builtin), then the
-      // command. `cd` in the group changes the shell's own directory (a builtin, no fork).
+      // subshell, which moves to the working directory and sets the task's variables for itself.
+      const run = `( cd -- ${quoted(job.workdir)} && ${exports}${command} )`;
       const script =
         `{ printf '%s\\n' ${header}; printf '%s\\n' ${header} >&2; ${run} </dev/null; } ` +
         `>>${quoted(job.stdoutPath)} 2>>${quoted(job.stderrPath)}; echo "${EXIT_MARK}$?"\n`;
