@@ -106,6 +106,13 @@ async function localVersusXargs(
   };
 }
 
+/** Declares a task queue as the tasker declares it (default delivery limit), so workers attach now. */
+async function declareQueue(url: string, queue: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  await declareTopology(await connection.createChannel(), queue, 4);
+  await connection.close();
+}
+
 async function deleteQueue(url: string, queue: string): Promise<void> {
   const connection = await amqp.connect(url);
   const channel = await connection.createChannel();
@@ -137,9 +144,7 @@ async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1)
     ),
   );
   if (withFloor) {
-    const connection = await amqp.connect(broker.url);
-    await declareTopology(await connection.createChannel(), floorQueue, 4);
-    await connection.close();
+    await declareQueue(broker.url, floorQueue);
     for (const _ of [1, 2])
       workers.push(
         execa('node', [FLOOR, 'worker', broker.url, floorQueue, String(prefetch)], {
@@ -289,12 +294,7 @@ async function fleet(
 ): Promise<{ env: Record<string, string>; stop: () => Promise<void>; kill: (i: number) => void }> {
   const queue = `warren.bench.${randomBytes(3).toString('hex')}`;
   const env = { ...QUIET, RABBITMQ_URL: broker.url, WARREN_QUEUE: queue };
-  // Declared as the tasker declares it (default delivery limit), so the workers attach now.
-  {
-    const connection = await amqp.connect(broker.url);
-    await declareTopology(await connection.createChannel(), queue, 4);
-    await connection.close();
-  }
+  await declareQueue(broker.url, queue);
   const processes = Array.from({ length: workers }, (_, i) =>
     execa(
       'node',
