@@ -12,14 +12,21 @@ import { checkDirectory } from '../shared/dirs.js';
 import { describeSystemError, InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { fetchRun, formatBytes, runPrefix, s3Client } from '../shared/s3.js';
-import { cleanDir } from './clean.js';
-import { checkReadable } from './jobsFile.js';
-import { phaseNameOf, planOnce, planRun, planSweep, singlePhase, splitToParts } from './plan.js';
-import { checkPhaseName, resolveRules } from './rules.js';
-import { runPhases } from './runner.js';
-import { latestRun } from './session.js';
-import { formatStatus, runStatus } from './status.js';
-import type { SweepSource } from './sweep.js';
+import { cleanDir } from './commands/clean.js';
+import { runPhases } from './commands/runPhases.js';
+import { checkReadable } from './jobs/jobsFile.js';
+import {
+  phaseNameOf,
+  planOnce,
+  planRun,
+  planSweep,
+  singlePhase,
+  splitToParts,
+} from './jobs/plan.js';
+import { checkPhaseName, resolveRules } from './jobs/rules.js';
+import type { SweepSource } from './jobs/sweep.js';
+import { latestRun } from './ledger/session.js';
+import { formatStatus, runStatus } from './observe/status.js';
 
 type CommonFlags = Flags & { json?: boolean; failed?: boolean; outDir?: string };
 type SweepFlags = { params?: string; seq?: string };
@@ -289,7 +296,7 @@ addCommon(
 ).action(async (flags: CommonFlags) => {
   const { config, log } = await logFor(flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
-  const { cancelRun } = await import('./cancel.js');
+  const { cancelRun } = await import('./commands/cancel.js');
   const done = await cancelRun(config, run, log);
   const how = [
     done.taskerAsked ? 'its tasker is stopping and records it' : 'recorded in its ledger',
@@ -315,7 +322,7 @@ addCommon(
 ).action(async (flags: CommonFlags & { output?: string }) => {
   const config = loadConfig(process.env, flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
-  const { buildReport } = await import('./report.js');
+  const { buildReport } = await import('./observe/report.js');
   const html = await buildReport(config.stateDir, run);
   const output = flags.output ?? `warren-report-${run}.html`;
   try {
@@ -343,7 +350,7 @@ addCommon(
 ).action(async (query: string, flags: CommonFlags & { follow?: boolean }) => {
   const config = loadConfig(process.env, flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
-  const { showLogs } = await import('./logs.js');
+  const { showLogs } = await import('./observe/logs.js');
   await showLogs({
     stateDir: config.stateDir,
     run,
@@ -373,7 +380,7 @@ addCommon(
 ).action(async (flags: CommonFlags & { wait?: boolean }) => {
   const { config, log } = await logFor(flags);
   const run = config.runId ?? (await latestRun(config.stateDir));
-  const { collectRun } = await import('./collect.js');
+  const { collectRun } = await import('./commands/collect.js');
   const collected = await collectRun(config, run, log.child({ run }), flags.wait ?? false);
   if (flags.json) process.stdout.write(`${JSON.stringify(collected)}\n`);
   process.exitCode = collected.exitCode;

@@ -1,6 +1,10 @@
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import { Launcher } from '../exec/launcher.js';
+import { OomCounter } from '../exec/oom.js';
+import { runTask, type TaskContext, uploadsFor } from '../exec/runTask.js';
+import { SlotLog } from '../exec/slotLog.js';
 import { Broker, type BrokerOptions } from '../shared/broker.js';
 import type { Config } from '../shared/config.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
@@ -12,12 +16,8 @@ import { NAMES } from '../shared/topology.js';
 import { decodeControl, decodeTask } from '../shared/wire.js';
 import { startHealthServer } from './health.js';
 import { InflightMarkers } from './inflight.js';
-import { Launcher } from './launcher.js';
 import { WorkerMetrics } from './metrics.js';
-import { OomCounter } from './oom.js';
 import { ResultPublisher } from './publisher.js';
-import { runTask, type TaskContext, uploadsFor } from './runTask.js';
-import { SlotLog } from './slotLog.js';
 
 /** One task a slot is running, and where its delivery came from. */
 interface Running {

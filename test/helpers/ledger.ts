@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LedgerRecord } from '../../tasker/ledger.js';
+import type { LedgerRecord } from '../../tasker/ledger/ledger.js';
 
 /** Every record of a run's ledger. */
 export function ledgerOf(stateDir: string, run: string): LedgerRecord[] {

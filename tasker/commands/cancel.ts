@@ -1,0 +1,89 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { Broker } from '../../shared/broker.js';
+import type { Config } from '../../shared/config.js';
+import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { PROTOCOL_VERSION } from '../../shared/protocol.js';
+import { statePaths } from '../../shared/statePaths.js';
+import { NAMES, resultsQueue } from '../../shared/topology.js';
+import { encodeControl } from '../../shared/wire.js';
+import { LedgerWriter } from '../ledger/ledger.js';
+
+/** How `tasker cancel` went, for its one line of output. */
+export interface Cancelled {
+  readonly run: string;
+  /** A tasker was running the run and was asked to stop (it records the cancel itself). */
+  readonly taskerAsked: boolean;
+  /** Workers were told over the control exchange. */
+  readonly workersTold: boolean;
+}
+
+/**
+ * Cancels a run: running tasks are stopped and queued ones dropped by the workers (told over the
+ * control exchange), a tasker running the run stops (it sees the request file), and the ledger
+ * says `cancel`: written by that tasker, or here when none is running.
+ */
+export async function cancelRun(config: Config, run: string, log: Logger): Promise<Cancelled> {
+  const runDir = statePaths.runDir(config.stateDir, run);
+  if (!existsSync(statePaths.ledger(config.stateDir, run))) {
+    throw new InputError(
+      'NO_SUCH_RUN',
+      `no run \`${run}\` in \`${config.stateDir}\` (\`tasker cancel\` needs the run's state directory)`,
+    );
+  }
+  const lockPath = join(runDir, 'tasker.lock');
+  const taskerRunning = await lockfile
+    .check(runDir, { lockfilePath: lockPath, stale: 5000 })
+    .catch(() => false);
+  if (taskerRunning)
+    writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
+
+  let workersTold = false;
+  if (config.broker && !config.local) {
+    const broker = await Broker.connect(
+      { ...config.broker, name: `warren cancel ${run}` },
+      log,
+      [],
+    );
+    try {
+      const channel = await broker.channel();
+      const { content, options } = encodeControl({ v: PROTOCOL_VERSION, action: 'cancel', run });
+      await channel.assertExchange(NAMES.controlExchange, 'fanout', { durable: true });
+      channel.publish(NAMES.controlExchange, '', content, options);
+      // With no tasker left to collect them, results have nowhere to go; workers drop the
+      // tasks of a run whose results queue is gone.
+      if (!taskerRunning) await channel.deleteQueue(resultsQueue(run)).catch(() => {});
+      await channel.close();
+      workersTold = true;
+    } finally {
+      await broker.close();
+    }
+  }
+
+  if (!taskerRunning) {
+    const release = await lockfile
+      .lock(runDir, { lockfilePath: lockPath, stale: 5000, retries: 2 })
+      .catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
+          throw new InfraError(
+            'RUN_LOCKED',
+            `a tasker took run ${run} up while it was being cancelled; run \`tasker cancel --run-id ${run}\` again`,
+          );
+        }
+        throw new InfraError(
+          'STATE_UNWRITABLE',
+          `cannot lock run \`${run}\` in \`${runDir}\`: ${describeSystemError(error)}`,
+        );
+      });
+    try {
+      const ledger = LedgerWriter.open(statePaths.ledger(config.stateDir, run));
+      ledger.append({ type: 'cancel', at: new Date().toISOString() });
+      ledger.close();
+    } finally {
+      await release();
+    }
+  }
+  return { run, taskerAsked: taskerRunning, workersTold };
+}

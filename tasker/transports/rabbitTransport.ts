@@ -1,0 +1,510 @@
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
+import type { Config } from '../../shared/config.js';
+import { InfraError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
+import { sign } from '../../shared/signing.js';
+import {
+  declareResultsQueue,
+  declareTopology,
+  NAMES,
+  resultsQueue,
+} from '../../shared/topology.js';
+import {
+  decodeControl,
+  decodeResultsMessage,
+  encodeTask,
+  type ResultsEvent,
+} from '../../shared/wire.js';
+import type { Transport, TransportListener } from './transport.js';
+
+export interface RabbitTransportOptions {
+  readonly broker: BrokerOptions;
+  readonly run: string;
+  /** The task queue. */
+  readonly queue: string;
+  readonly deliveryLimit: number;
+  /** Most tasks published and not yet confirmed by the broker. */
+  readonly window: number;
+  readonly log: Logger;
+  /** Signs every task (HMAC-SHA256) when set. */
+  readonly signingKey?: string | undefined;
+  /** Called when a `cancel` for this run comes over the control exchange. */
+  readonly onCancel?: () => void;
+}
+
+/** The transport options a tasker command takes from its configuration. */
+export function rabbitOptions(
+  config: Config & { broker: BrokerOptions },
+  run: string,
+  log: Logger,
+  name: string,
+): RabbitTransportOptions {
+  return {
+    broker: { ...config.broker, name },
+    run,
+    queue: config.queue,
+    deliveryLimit: config.deliveryLimit,
+    window: config.publishWindow,
+    log,
+    signingKey: config.signingKey,
+  };
+}
+
+/** Results taken from the run's queue before their ledger lines are written and acked. */
+const RESULTS_PREFETCH = 500;
+
+/**
+ * Unconfirmed tasks allowed when publishing starts, growing by one per confirm up to the
+ * window (doubling every round trip, as TCP's slow start). A quorum queue delivers a message
+ * only once the write that holds it is on disk: a first burst of a thousand tasks kept the
+ * first of them from the workers for 20-50 ms, a first burst of 16 for 2-3 ms. The rate of a
+ * long publish does not change.
+ */
+const FIRST_WINDOW = 16;
+
+/**
+ * The RabbitMQ transport of a tasker: publishes tasks to the task queue through a confirm
+ * channel (mandatory, a bounded window of unconfirmed messages, waiting on `drain`), and
+ * consumes the run's own results queue, acknowledging each result only once the ledger has
+ * it. Survives a broker restart: channels come back on reconnect, unconfirmed tasks are
+ * published again (duplicates are dropped by task id and attempt), and results wait in their
+ * durable queue.
+ */
+export class RabbitTransport implements Transport {
+  readonly mode = 'rabbitmq';
+  readonly description: string;
+  readonly resultsQueue: string;
+  private broker: Broker | undefined;
+  private model: ChannelModel | undefined;
+  private publisher: ConfirmChannel | undefined;
+  private consumer: Channel | undefined;
+  private listener: TransportListener | undefined;
+  private consuming = false;
+  private closing = false;
+  private failure: unknown;
+  /** Published, waiting for the broker's confirm. */
+  private readonly unconfirmed = new Set<TaskMessage>();
+  /** Lost with a channel before their confirm: published again on the next channel. */
+  private republish: TaskMessage[] = [];
+  /** Confirmed since the last `queued` report. */
+  private confirmed: TaskMessage[] = [];
+  private returned = new Set<string>();
+  /** Per channel, results in delivery order, acknowledged once their ledger lines are written. */
+  private readonly unacked = new WeakMap<
+    Channel,
+    { readonly message: ConsumeMessage; ready: boolean }[]
+  >();
+  private waiters: (() => void)[] = [];
+  private interrupted = false;
+  /** The window now: FIRST_WINDOW after an idle moment, up to `options.window`. */
+  private window = FIRST_WINDOW;
+
+  private constructor(private readonly options: RabbitTransportOptions) {
+    this.resultsQueue = resultsQueue(options.run);
+    this.description = `RabbitMQ at ${brokerAddress(options.broker.url)}, queue ${options.queue}`;
+  }
+
+  /** Connects and declares the topology and the run's results queue; InfraError (exit 3) if it cannot. */
+  static async open(options: RabbitTransportOptions): Promise<RabbitTransport> {
+    const transport = new RabbitTransport(options);
+    transport.broker = await Broker.connect(options.broker, options.log, [
+      (model) => transport.onConnect(model),
+    ]);
+    transport.broker.onGiveUp((error) => transport.fail(error));
+    return transport;
+  }
+
+  listen(listener: TransportListener, options: { readonly results?: boolean } = {}): void {
+    this.listener = listener;
+    if (this.failure) listener.fatal(this.failure);
+    if (options.results !== false && !this.consuming) {
+      this.consuming = true;
+      if (this.model) void this.consume(this.model).catch((error: unknown) => this.fail(error));
+    }
+  }
+
+  async submit(task: TaskMessage): Promise<void> {
+    // Nothing outstanding: a phase starts (or a serial step): ramp up again from the start.
+    if (this.unconfirmed.size + this.republish.length === 0)
+      this.window = Math.min(FIRST_WINDOW, this.options.window);
+    while (
+      !this.failure &&
+      !this.interrupted &&
+      (this.unconfirmed.size + this.republish.length >= this.window || !this.publisher)
+    ) {
+      await this.wait();
+    }
+    if (this.failure) throw this.failure;
+    // Interrupted while waiting (for a window slot, or for the broker to come back): the task
+    // stays unpublished and unrecorded, and a resume publishes it.
+    if (this.interrupted) return;
+    const channel = this.publisher as ConfirmChannel;
+    if (!this.publish(channel, task)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          channel.off('drain', done);
+          channel.off('close', done);
+          resolve();
+        };
+        channel.on('drain', done);
+        channel.on('close', done);
+      });
+    }
+  }
+
+  /**
+   * An interrupted tasker publishes nothing more and leaves its published tasks to the workers:
+   * their results wait in the queue.
+   */
+  async cancel(): Promise<void> {
+    this.interrupted = true;
+    this.wake();
+  }
+
+  /** Waits (a while) for outstanding confirms, then closes the connection. */
+  async close(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (
+      !this.failure &&
+      !(this.interrupted && !this.publisher) &&
+      this.unconfirmed.size + this.republish.length > 0 &&
+      Date.now() < deadline
+    ) {
+      await Promise.race([this.wait(), new Promise((resolve) => setTimeout(resolve, 200))]);
+    }
+    this.closing = true;
+    await this.broker?.close();
+  }
+
+  /** Messages ready in the run's results queue (0 when it cannot be checked). */
+  async waiting(): Promise<number> {
+    const model = this.model;
+    if (!model) return 0;
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      return (await channel.checkQueue(this.resultsQueue)).messageCount;
+    } catch {
+      return 0;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Deletes the run's results queue if nothing the run lacks is left in it; returns how many
+   * messages keep it alive otherwise.
+   *
+   * Messages can be left that the run has: results acknowledged just before the consumer
+   * closed, whose acks a quorum queue had not applied yet (seen at the end of bursts of short
+   * tasks: up to 64 of 2,000), late duplicates, started notices. Each one left is read and
+   * given to `redundant`; the queue goes if all are, and is kept whole (nothing acknowledged)
+   * if any is not.
+   */
+  async deleteResultsQueue(
+    options: { force?: boolean; redundant?: (event: ResultsEvent) => boolean } = {},
+  ): Promise<number> {
+    const model = this.model;
+    if (!model) return -1;
+    this.closing = true;
+    await this.consumer?.close().catch(() => {});
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      const { messageCount } = await channel.checkQueue(this.resultsQueue);
+      if (messageCount > 0 && !options.force) {
+        const needed = await this.unrecorded(channel, options.redundant ?? (() => false));
+        if (needed > 0) return needed;
+      }
+      // Quorum queues refuse `if-empty` (closing the connection), hence check, then delete:
+      // what could slip in between is a late duplicate of a result the run already has.
+      await channel.deleteQueue(this.resultsQueue);
+      return 0;
+    } catch {
+      return -1;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  /** Reads what is left in the results queue: how many messages the run does not have. */
+  private async unrecorded(
+    channel: Channel,
+    redundant: (event: ResultsEvent) => boolean,
+  ): Promise<number> {
+    let needed = 0;
+    let read = 0;
+    for (;;) {
+      const message = await channel.get(this.resultsQueue, { noAck: false });
+      if (!message) break;
+      read++;
+      if (!redundant(decodeResultsMessage(message, this.options.signingKey))) needed++;
+    }
+    this.options.log.debug(
+      `${read} message(s) left in \`${this.resultsQueue}\`, ${needed} of them not recorded`,
+    );
+    // Unacknowledged, they all go back to the queue when the channel closes (if it is kept).
+    return needed;
+  }
+
+  private async onConnect(model: ChannelModel): Promise<void> {
+    // Forget a connection as soon as it closes: nothing may open channels on it afterwards.
+    model.on('close', () => {
+      if (this.model === model) this.model = undefined;
+    });
+    const setup = await model.createChannel();
+    setup.on('error', () => {});
+    await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
+    await declareResultsQueue(setup, this.options.run);
+    await setup.close();
+    const publisher = await model.createConfirmChannel();
+    let refused: Error | undefined;
+    publisher.on('error', (error: Error) => {
+      refused = error;
+    });
+    publisher.on('return', (message: ConsumeMessage) =>
+      this.returned.add(String(message.properties.messageId)),
+    );
+    publisher.on('close', () => {
+      if (this.publisher === publisher) this.publisher = undefined;
+      // The connection lives on but the broker closed the channel for something it refused
+      // (permissions, a missing exchange): publishing again would be refused the same way.
+      setTimeout(() => {
+        if (this.closing || this.model !== model || this.publisher || !refused) return;
+        this.fail(
+          new InfraError(
+            'PUBLISH_REFUSED',
+            `the broker refused to take tasks for \`${this.options.queue}\`: ${refused.message}`,
+          ),
+        );
+      }, 1000);
+    });
+    if (this.options.onCancel) await this.listenForCancel(model);
+    this.model = model;
+    this.publisher = publisher;
+    if (this.consuming) await this.consume(model);
+    const again = this.republish;
+    this.republish = [];
+    if (again.length > 0)
+      this.options.log.info(
+        `publishing ${again.length} unconfirmed tasks again after reconnecting`,
+      );
+    for (const task of again) this.publish(publisher, task);
+    this.wake();
+  }
+
+  /** Hears `tasker cancel` for this run, given from anywhere that reaches the broker. */
+  private async listenForCancel(model: ChannelModel): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+    await channel.bindQueue(queue, NAMES.controlExchange, '');
+    await channel.consume(
+      queue,
+      (message) => {
+        if (!message) return;
+        const decoded = decodeControl(message);
+        if (
+          decoded.ok &&
+          decoded.value.action === 'cancel' &&
+          decoded.value.run === this.options.run
+        )
+          this.options.onCancel?.();
+      },
+      { noAck: true },
+    );
+  }
+
+  private publish(channel: ConfirmChannel, task: TaskMessage): boolean {
+    const encoded = encodeTask(task);
+    const { content } = encoded;
+    const options = this.options.signingKey
+      ? sign(this.options.signingKey, content, encoded.options)
+      : encoded.options;
+    this.unconfirmed.add(task);
+    try {
+      return channel.publish('', this.options.queue, content, options, (error) =>
+        this.onConfirm(task, channel, error),
+      );
+    } catch {
+      // The channel closed under us: publish again on the next one.
+      this.unconfirmed.delete(task);
+      this.republish.push(task);
+      return true;
+    }
+  }
+
+  private onConfirm(task: TaskMessage, channel: ConfirmChannel, error: unknown): void {
+    if (!this.unconfirmed.delete(task)) return;
+    if (error) {
+      if (this.publisher !== channel || String((error as Error).message) === 'channel closed') {
+        this.republish.push(task);
+      } else {
+        this.fail(
+          new InfraError(
+            'PUBLISH_NACKED',
+            `the broker refused task ${task.task} of phase ${task.phase} (nack)`,
+          ),
+        );
+      }
+    } else if (this.returned.delete(task.task)) {
+      this.fail(
+        new InfraError(
+          'PUBLISH_UNROUTABLE',
+          `task queue \`${this.options.queue}\` did not take task ${task.task}: it was returned unroutable`,
+        ),
+      );
+    } else {
+      this.window = Math.min(this.options.window, this.window + 1);
+      this.confirmed.push(task);
+      if (this.confirmed.length === 1) setImmediate(() => this.reportQueued());
+    }
+    this.wake();
+  }
+
+  private reportQueued(): void {
+    const batch = this.confirmed;
+    this.confirmed = [];
+    if (batch.length > 0) this.listener?.queued(batch);
+  }
+
+  private async consume(model: ChannelModel): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', (error: Error) =>
+      this.options.log.debug({ err: error }, 'results channel error'),
+    );
+    channel.on('close', () => {
+      if (this.closing || this.model !== model) return;
+      // The connection is alive but this channel is gone (it happens when a handler fails):
+      // take the queue up again on a fresh channel.
+      setTimeout(() => {
+        if (!this.closing && this.model === model) {
+          void this.consume(model).catch((error: unknown) =>
+            this.options.log.debug({ err: error }, 'could not consume again'),
+          );
+        }
+      }, 500);
+    });
+    await channel.prefetch(RESULTS_PREFETCH);
+    this.consumer = channel;
+    this.unacked.set(channel, []);
+    await channel.consume(this.resultsQueue, (message) => this.onMessage(channel, message), {
+      noAck: false,
+    });
+  }
+
+  private onMessage(channel: Channel, message: ConsumeMessage | null): void {
+    if (!message) {
+      if (!this.closing)
+        this.fail(
+          new InfraError(
+            'RESULTS_QUEUE_GONE',
+            `results queue \`${this.resultsQueue}\` was deleted while the run was going on`,
+          ),
+        );
+      return;
+    }
+    const listener = this.listener;
+    if (!listener) return;
+    const event = decodeResultsMessage(message, this.options.signingKey);
+    let done: Promise<void> | undefined;
+    switch (event.kind) {
+      case 'result':
+        done = Promise.resolve(listener.result(event.result));
+        break;
+      case 'started':
+        listener.started(
+          event.notice.task,
+          event.notice.attempt,
+          event.notice.worker,
+          new Date(event.notice.startedAt),
+        );
+        break;
+      case 'dead':
+        done = Promise.resolve(
+          listener.result(deadLetterResult(event, this.options.deliveryLimit)),
+        );
+        break;
+      case 'junk':
+        this.options.log.warn(`dropped a message on \`${this.resultsQueue}\`: ${event.reason}`);
+        break;
+    }
+    const entry = { message, ready: false };
+    this.unacked.get(channel)?.push(entry);
+    Promise.resolve(done).then(
+      () => {
+        entry.ready = true;
+        this.ackReady(channel);
+      },
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  /**
+   * Acknowledges, in one frame, every message up to the last one whose ledger line is written
+   * (they are written in delivery order): one ack per ledger batch instead of one per result.
+   */
+  private ackReady(channel: Channel): void {
+    const queue = this.unacked.get(channel) ?? [];
+    let last: ConsumeMessage | undefined;
+    while (queue[0]?.ready) last = queue.shift()?.message;
+    if (!last) return;
+    try {
+      channel.ack(last, true);
+    } catch {
+      // The channel is gone; its messages come back and are dropped as duplicates.
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.listener?.fatal(error);
+    this.wake();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** A task the broker gave up on, as a failed result: final, never retried. */
+function deadLetterResult(
+  event: Extract<ResultsEvent, { kind: 'dead' }>,
+  deliveryLimit: number,
+): TaskResult {
+  const now = new Date().toISOString();
+  const reason =
+    event.reason === 'delivery_limit'
+      ? `lost: delivered ${deliveryLimit + 1} times and never finished (each time the worker died or lost the task; x-delivery-limit ${deliveryLimit})`
+      : event.reason === 'rejected'
+        ? 'rejected by a worker (see the worker log: bad message or signature)'
+        : `dead-lettered by the broker (${event.reason})`;
+  return {
+    v: PROTOCOL_VERSION,
+    run: event.task.run,
+    phase: event.task.phase,
+    task: event.task.task,
+    attempt: event.task.attempt,
+    state: 'failed',
+    failure: event.reason === 'rejected' ? 'rejected' : 'lost',
+    reason,
+    worker: '',
+    host: '',
+    startedAt: now,
+    finishedAt: now,
+    exitCode: null,
+    signal: null,
+    stdoutTail: '',
+    stderrTail: '',
+    logs: null,
+  };
+}
