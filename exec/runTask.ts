@@ -2,7 +2,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { S3Settings } from '../shared/config.js';
+import type { S3Settings } from '../shared/config/s3.js';
 import { makeDirs } from '../shared/dirs.js';
 import { formatDuration } from '../shared/duration.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';

@@ -5,7 +5,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { S3Settings } from './config.js';
+import type { S3Settings } from './config/s3.js';
 import { makeDirs } from './dirs.js';
 import { InfraError, InputError } from './errors.js';
 

@@ -1,35 +1,22 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
 // The young generation is kept small (the shebang's flag): the tasker's big tables live in typed
 // arrays, and a small nursery keeps a million-task run's peak RSS down at no measured cost.
-// Commands import what only they use when they run (cancel, collect, logs, report, fetch's
-// globs; the broker and message schemas through the runner): a local run starts faster.
-import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
+// This file is the program only: commands, flags, descriptions. Each command's action lives in
+// tasker/commands/ and is imported when that command runs, so a command loads (and its
+// configuration reads) only what it uses, and a local run starts faster.
 import { Command, Option } from 'commander';
-import { quote } from 'shell-quote';
 import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
-import { type Flags, loadConfig } from '../shared/config.js';
-import { checkDirectory } from '../shared/dirs.js';
-import { describeSystemError, InputError } from '../shared/errors.js';
-import { createLogger } from '../shared/logger.js';
-import { fetchRun, formatBytes, runPrefix, s3Client } from '../shared/s3.js';
-import { cleanDir } from './commands/clean.js';
-import { runPhases } from './commands/runPhases.js';
-import { checkReadable } from './jobs/jobsFile.js';
-import {
-  phaseNameOf,
-  planOnce,
-  planRun,
-  planSweep,
-  singlePhase,
-  splitToParts,
-} from './jobs/plan.js';
-import { checkPhaseName, resolveRules } from './jobs/rules.js';
-import type { SweepSource } from './jobs/sweep.js';
-import { latestRun } from './ledger/session.js';
-import { formatStatus, runStatus } from './observe/status.js';
 
-type CommonFlags = Flags & { json?: boolean; failed?: boolean; outDir?: string };
-type SweepFlags = { params?: string; seq?: string };
+/**
+ * An action whose module is imported only when its command runs: `tasker status` does not load
+ * the runner, and a local `tasker run` loads neither the broker's client nor the message schemas.
+ * The exit code it returns becomes the process's.
+ */
+const lazy =
+  <A extends unknown[]>(load: () => Promise<(...args: A) => Promise<number>>) =>
+  async (...args: A): Promise<void> => {
+    process.exitCode = await (await load())(...args);
+  };
 
 function addSweepFlags(command: Command): Command {
   return command
@@ -41,44 +28,6 @@ function addSweepFlags(command: Command): Command {
     )
     .option('--seq <n>', 'a sweep of N tasks, filling {index} with 1 to N');
 }
-
-/** The sweep asked for, checked; undefined when none. */
-async function sweepOf(flags: SweepFlags): Promise<SweepSource | undefined> {
-  if (flags.params !== undefined) {
-    try {
-      accessSync(flags.params, constants.R_OK);
-      if (statSync(flags.params).isDirectory())
-        throw Object.assign(new Error(), { code: 'EISDIR' });
-    } catch (error) {
-      throw new InputError(
-        'PARAMS_UNREADABLE',
-        `cannot read parameters \`${flags.params}\`: ${describeSystemError(error)}`,
-      );
-    }
-    return { kind: 'params', file: flags.params };
-  }
-  if (flags.seq !== undefined) {
-    if (!/^\d+$/.test(flags.seq) || Number(flags.seq) < 1 || Number(flags.seq) > 10_000_000) {
-      throw new InputError(
-        'BAD_NUMBER',
-        `invalid --seq \`${flags.seq}\`: expected a whole number from 1 to 10000000`,
-      );
-    }
-    return { kind: 'seq', count: Number(flags.seq) };
-  }
-  return undefined;
-}
-
-type RuleFlags = CommonFlags &
-  SweepFlags & {
-    rules?: string;
-    phase?: string[];
-    rest?: string;
-    serial?: string[];
-  };
-
-const rulesOf = (flags: RuleFlags) =>
-  resolveRules({ rules: flags.rules, phases: flags.phase, rest: flags.rest, serial: flags.serial });
 
 function addCommon(command: Command): Command {
   return command
@@ -137,24 +86,6 @@ function addRuleFlags(command: Command): Command {
     .option('--serial <name>', 'run this phase serially in the tasker (repeatable)', collect);
 }
 
-const logFor = async (flags: CommonFlags) => {
-  const config = loadConfig(process.env, flags);
-  checkDirectory(config.workdir, 'working directory');
-  // On a broker the workers upload, with their own bucket; here the tasker's slots do.
-  if (config.upload.length > 0 && !config.s3 && (!config.broker || config.local)) {
-    throw new InputError(
-      'NO_BUCKET',
-      '--upload needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
-    );
-  }
-  const log = await createLogger({
-    level: config.logLevel,
-    format: config.logFormat,
-    bindings: { component: 'tasker' },
-  });
-  return { config, log };
-};
-
 const program = strictProgram(new Command('tasker'))
   .description(
     'Warren tasker: splits jobs files into phases and runs them, locally or through RabbitMQ.',
@@ -169,17 +100,7 @@ addRuleFlags(
       .description('split a jobs file into one file per phase (JOBS.part1, JOBS.part2, ...)')
       .argument('<jobs>', 'the jobs file'),
   ).option('--out-dir <dir>', 'where to write the parts (default: beside the jobs file)'),
-).action(async (jobs: string, flags: RuleFlags & { outDir?: string }) => {
-  const rules = rulesOf(flags);
-  const parts = await splitToParts(jobs, rules, flags.outDir);
-  const width = Math.max(...parts.map((part) => part.file.length));
-  const nameWidth = Math.max(...parts.map((part) => part.name.length));
-  for (const part of parts) {
-    process.stdout.write(
-      `${part.file.padEnd(width)}  ${part.name.padEnd(nameWidth)}  ${part.kind.padEnd(8)}  ${part.lines} line${part.lines === 1 ? '' : 's'}\n`,
-    );
-  }
-});
+).action(lazy(async () => (await import('./commands/split.js')).splitCommand));
 
 addSweepFlags(
   addRuleFlags(
@@ -190,23 +111,7 @@ addSweepFlags(
         .argument('<jobs>', 'the jobs file'),
     ),
   ),
-).action(async (jobs: string, flags: RuleFlags) => {
-  const rules = rulesOf(flags);
-  await checkReadable(jobs);
-  const sweep = await sweepOf(flags);
-  const { config, log } = await logFor(flags);
-  process.exitCode = await runPhases(config, log, {
-    command: `run ${quote([jobs])}${flags.rules ? ` --rules ${flags.rules}` : ''}${sweepText(flags)}`,
-    plan: (run) => planRun(jobs, rules, run, config.stateDir, sweep),
-  });
-});
-
-const sweepText = (flags: SweepFlags) =>
-  flags.params !== undefined
-    ? ` --params ${quote([flags.params])}`
-    : flags.seq !== undefined
-      ? ` --seq ${flags.seq}`
-      : '';
+).action(lazy(async () => (await import('./commands/run.js')).runCommand));
 
 addSweepFlags(
   addRunFlags(
@@ -222,29 +127,7 @@ addSweepFlags(
         'publish the tasks and exit, without waiting for results (needs a broker)',
       ),
   ),
-).action(
-  async (file: string, flags: CommonFlags & SweepFlags & { phase?: string; wait: boolean }) => {
-    const sweep = await sweepOf(flags);
-    const name = checkPhaseName(flags.phase ?? (sweep ? 'sweep' : phaseNameOf(file)));
-    const rules = singlePhase(name, file);
-    if (!sweep) await checkReadable(file);
-    const { config, log } = await logFor(flags);
-    if (!flags.wait && (!config.broker || config.local)) {
-      throw new InputError(
-        'NO_WAIT_LOCAL',
-        '--no-wait needs a broker (RABBITMQ_URL): in local mode nothing would run the tasks',
-      );
-    }
-    process.exitCode = await runPhases(config, log, {
-      command: `send ${quote([file])} --phase ${name}${sweepText(flags)}${flags.wait ? '' : ' --no-wait'}`,
-      plan: async (run) =>
-        sweep
-          ? [await planSweep(file, sweep, name, run, config.stateDir)]
-          : planRun(file, rules, run, config.stateDir),
-      noWait: !flags.wait,
-    });
-  },
-);
+).action(lazy(async () => (await import('./commands/run.js')).sendCommand));
 
 addRunFlags(
   program
@@ -255,32 +138,14 @@ addRunFlags(
       '<command...>',
       'the command, after `--`: one argument is a shell command line, several are quoted',
     ),
-).action(async (name: string, words: string[], flags: CommonFlags) => {
-  const step = checkPhaseName(name);
-  const command = words.length === 1 ? (words[0] as string) : quote(words);
-  if (command.trim() === '')
-    throw new InputError('EMPTY_COMMAND', `step \`${name}\` has an empty command`);
-  const { config, log } = await logFor(flags);
-  process.exitCode = await runPhases(config, log, {
-    command: `once ${step} -- ${command}`,
-    plan: async (run) => [planOnce(step, command, run, config.stateDir)],
-  });
-});
+).action(lazy(async () => (await import('./commands/run.js')).onceCommand));
 
 addCommon(
   program
     .command('clean')
     .description('empty a working directory, keeping the state dir; refuses / and your home')
     .argument('<dir>', 'the directory to empty'),
-).action(async (dir: string, flags: CommonFlags) => {
-  // Keep both the state dir of the directory being cleaned and the one in force here.
-  const here = loadConfig(process.env, flags);
-  const there = loadConfig(process.env, { ...flags, workdir: dir });
-  const removed = await cleanDir(dir, [here.stateDir, there.stateDir]);
-  process.stdout.write(
-    `emptied ${dir}: removed ${removed.length} entr${removed.length === 1 ? 'y' : 'ies'}\n`,
-  );
-});
+).action(lazy(async () => (await import('./commands/clean.js')).cleanCommand));
 
 addCommon(
   program
@@ -293,19 +158,7 @@ addCommon(
       '--workdir <dir>',
       'working directory whose .warren to use (default: the current directory)',
     ),
-).action(async (flags: CommonFlags) => {
-  const { config, log } = await logFor(flags);
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const { cancelRun } = await import('./commands/cancel.js');
-  const done = await cancelRun(config, run, log);
-  const how = [
-    done.taskerAsked ? 'its tasker is stopping and records it' : 'recorded in its ledger',
-    done.workersTold
-      ? 'workers told to stop its tasks'
-      : 'no broker configured, so no workers told',
-  ];
-  process.stdout.write(`cancelled run ${run}: ${how.join('; ')}\n`);
-});
+).action(lazy(async () => (await import('./commands/cancelCommand.js')).cancelCommand));
 
 addCommon(
   program
@@ -319,22 +172,7 @@ addCommon(
       '--workdir <dir>',
       'working directory whose .warren holds the run (default: the current directory)',
     ),
-).action(async (flags: CommonFlags & { output?: string }) => {
-  const config = loadConfig(process.env, flags);
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const { buildReport } = await import('./observe/report.js');
-  const html = await buildReport(config.stateDir, run);
-  const output = flags.output ?? `warren-report-${run}.html`;
-  try {
-    writeFileSync(output, html);
-  } catch (error) {
-    throw new InputError(
-      'OUTPUT_UNWRITABLE',
-      `cannot write \`${output}\`: ${describeSystemError(error)}`,
-    );
-  }
-  process.stdout.write(`wrote ${output} (run ${run}, ${formatBytes(Buffer.byteLength(html))})\n`);
-});
+).action(lazy(async () => (await import('./commands/report.js')).reportCommand));
 
 addCommon(
   program
@@ -347,22 +185,7 @@ addCommon(
       '--workdir <dir>',
       'working directory whose .warren holds the run (default: the current directory)',
     ),
-).action(async (query: string, flags: CommonFlags & { follow?: boolean }) => {
-  const config = loadConfig(process.env, flags);
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const { showLogs } = await import('./observe/logs.js');
-  await showLogs({
-    stateDir: config.stateDir,
-    run,
-    query,
-    follow: flags.follow ?? false,
-    streams: {
-      out: (bytes) => process.stdout.write(bytes),
-      err: (bytes) => process.stderr.write(bytes),
-    },
-    note: (line) => process.stderr.write(`tasker: ${line}\n`),
-  });
-});
+).action(lazy(async () => (await import('./commands/logs.js')).logsCommand));
 
 addCommon(
   program
@@ -377,14 +200,7 @@ addCommon(
       '--workdir <dir>',
       'working directory whose .warren holds the run (default: the current directory)',
     ),
-).action(async (flags: CommonFlags & { wait?: boolean }) => {
-  const { config, log } = await logFor(flags);
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const { collectRun } = await import('./commands/collect.js');
-  const collected = await collectRun(config, run, log.child({ run }), flags.wait ?? false);
-  if (flags.json) process.stdout.write(`${JSON.stringify(collected)}\n`);
-  process.exitCode = collected.exitCode;
-});
+).action(lazy(async () => (await import('./commands/collectCommand.js')).collectCommand));
 
 addCommon(
   program
@@ -399,32 +215,7 @@ addCommon(
       '--workdir <dir>',
       'working directory whose .warren names the latest run (default: the current directory)',
     ),
-).action(async (dest: string, flags: CommonFlags & { glob?: string[] }) => {
-  const config = loadConfig(process.env, flags);
-  const s3 = config.s3;
-  if (!s3) {
-    throw new InputError(
-      'NO_BUCKET',
-      'tasker fetch needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
-    );
-  }
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const picomatch = flags.glob?.length ? (await import('picomatch')).default : undefined;
-  const match = picomatch?.(flags.glob ?? [], { dot: true });
-  const done = await fetchRun({
-    client: await s3Client(s3),
-    settings: s3,
-    run,
-    dest,
-    match,
-  });
-  const from = `s3://${s3.bucket}/${runPrefix(s3, run)}`;
-  process.stdout.write(
-    flags.json
-      ? `${JSON.stringify({ run, from, dest, ...done })}\n`
-      : `fetched run ${run} from ${from} into ${dest}: ${done.downloaded} file${done.downloaded === 1 ? '' : 's'} (${formatBytes(done.bytes)}), ${done.skipped} already there\n`,
-  );
-});
+).action(lazy(async () => (await import('./commands/fetch.js')).fetchCommand));
 
 addCommon(
   program
@@ -438,35 +229,6 @@ addCommon(
     .option('--json', 'print JSON (see docs/ledger.md)')
     .option('--failed', 'list failed tasks with their errors')
     .option('--watch', 'refresh every second while the run is running (in place on a terminal)'),
-).action(async (flags: CommonFlags & { watch?: boolean }) => {
-  const config = loadConfig(process.env, flags);
-  const run = config.runId ?? (await latestRun(config.stateDir));
-  const render = async () => {
-    const status = await runStatus(config.stateDir, run);
-    if (!flags.json) return { status, text: formatStatus(status, flags.failed ?? false) };
-    const tasks = flags.failed
-      ? status.tasks.filter((task) => task.state === 'failed')
-      : status.tasks;
-    return { status, text: `${JSON.stringify({ ...status, tasks }, null, 2)}\n` };
-  };
-  let shown = '';
-  for (;;) {
-    const { status, text } = await render();
-    if (!flags.watch) {
-      process.stdout.write(text);
-      return;
-    }
-    if (process.stdout.isTTY) {
-      // Home, clear the screen, draw: the status stays in place.
-      process.stdout.write(`\x1b[H\x1b[2J${text}`);
-    } else if (text !== shown) {
-      // Elsewhere (a pipe, kubectl logs): each change once.
-      process.stdout.write(`${shown ? '\n' : ''}${text}`);
-    }
-    shown = text;
-    if (status.state !== 'running') return;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-});
+).action(lazy(async () => (await import('./commands/status.js')).statusCommand));
 
 process.exit(await runCli(program, process.argv));

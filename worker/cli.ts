@@ -1,12 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { collect, runCli, strictProgram, VERSION } from '../shared/cli.js';
-import { type Flags, loadConfig } from '../shared/config.js';
-import { checkDirectory } from '../shared/dirs.js';
-import { InfraError, InputError } from '../shared/errors.js';
-import { createLogger } from '../shared/logger.js';
-import { onShutdown } from '../shared/shutdown.js';
-import { Worker } from './worker.js';
+import type { WorkerFlags } from './config.js';
 
 const program = strictProgram(new Command('worker'))
   .description('Warren worker: takes tasks from RabbitMQ, runs them and reports each outcome.')
@@ -57,31 +52,10 @@ const program = strictProgram(new Command('worker'))
   .option('--bucket <name>', 'S3 bucket for uploads (default: S3_BUCKET)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info)')
   .option('--log-format <format>', 'auto (readable on a TTY, JSON elsewhere), json or pretty')
-  .action(async (flags: Flags) => {
-    const config = loadConfig(process.env, flags);
-    checkDirectory(config.workdir, 'working directory');
-    if (config.upload.length > 0 && !config.s3) {
-      throw new InputError(
-        'NO_BUCKET',
-        '--upload needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
-      );
-    }
-    const broker = config.broker;
-    if (!broker) {
-      throw new InfraError(
-        'NO_BROKER',
-        'the worker needs a broker: set RABBITMQ_URL (or RABBITMQ_HOST, _PORT, _USER, _PASS)',
-      );
-    }
-    const log = await createLogger({
-      level: config.logLevel,
-      format: config.logFormat,
-      bindings: { component: 'worker', worker: config.workerName },
-    });
-    const worker = new Worker({ ...config, broker }, log);
-    const removeHandlers = onShutdown(log, () => worker.shutdown());
-    process.exitCode = await worker.run();
-    removeHandlers();
+  .action(async (flags: WorkerFlags) => {
+    // Imported when the worker starts, not for `--help`: it brings amqplib and the schemas.
+    const { runWorker } = await import('./runWorker.js');
+    process.exitCode = await runWorker(flags);
   });
 
 process.exit(await runCli(program, process.argv));

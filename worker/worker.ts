@@ -6,7 +6,6 @@ import { OomCounter } from '../exec/oom.js';
 import { runTask, type TaskContext, uploadsFor } from '../exec/runTask.js';
 import { SlotLog } from '../exec/slotLog.js';
 import { Broker, type BrokerOptions } from '../shared/broker.js';
-import type { Config } from '../shared/config.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
 import { describeSystemError, EXIT } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -14,6 +13,7 @@ import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
 import { NAMES } from '../shared/topology.js';
 import { decodeControl, decodeTask } from '../shared/wire.js';
+import type { WorkerConfig } from './config.js';
 import { startHealthServer } from './health.js';
 import { InflightMarkers } from './inflight.js';
 import { WorkerMetrics } from './metrics.js';
@@ -92,7 +92,7 @@ export class Worker {
   private metrics: WorkerMetrics | undefined;
 
   constructor(
-    private readonly config: Config & { broker: BrokerOptions },
+    private readonly config: WorkerConfig & { broker: BrokerOptions },
     private readonly log: Logger,
   ) {
     const host = hostname();

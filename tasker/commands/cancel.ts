@@ -2,13 +2,13 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Broker } from '../../shared/broker.js';
-import type { Config } from '../../shared/config.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
 import { NAMES, resultsQueue } from '../../shared/topology.js';
 import { encodeControl } from '../../shared/wire.js';
+import type { BrokerCommandConfig } from '../config.js';
 import { LedgerWriter } from '../ledger/ledger.js';
 
 /** How `tasker cancel` went, for its one line of output. */
@@ -25,7 +25,11 @@ export interface Cancelled {
  * control exchange), a tasker running the run stops (it sees the request file), and the ledger
  * says `cancel`: written by that tasker, or here when none is running.
  */
-export async function cancelRun(config: Config, run: string, log: Logger): Promise<Cancelled> {
+export async function cancelRun(
+  config: BrokerCommandConfig,
+  run: string,
+  log: Logger,
+): Promise<Cancelled> {
   const runDir = statePaths.runDir(config.stateDir, run);
   if (!existsSync(statePaths.ledger(config.stateDir, run))) {
     throw new InputError(
@@ -41,7 +45,7 @@ export async function cancelRun(config: Config, run: string, log: Logger): Promi
     writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
 
   let workersTold = false;
-  if (config.broker && !config.local) {
+  if (config.broker) {
     const broker = await Broker.connect(
       { ...config.broker, name: `warren cancel ${run}` },
       log,

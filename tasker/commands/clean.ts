@@ -2,7 +2,8 @@ import { realpathSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
-import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
+import { loadPaths, type PathFlags } from '../../shared/config/paths.js';
+import { describeSystemError, EXIT, InfraError, InputError } from '../../shared/errors.js';
 
 const isInside = (child: string, parent: string) =>
   child === parent || child.startsWith(parent + sep);
@@ -66,4 +67,16 @@ export async function cleanDir(
     });
   }
   return removed;
+}
+
+/** `tasker clean DIR`: empties DIR and says how much it removed. Reads the paths only. */
+export async function cleanCommand(dir: string, flags: PathFlags): Promise<number> {
+  // Keep both the state dir of the directory being cleaned and the one in force here.
+  const here = loadPaths(flags);
+  const there = loadPaths({ ...flags, workdir: dir });
+  const removed = await cleanDir(dir, [here.stateDir, there.stateDir]);
+  process.stdout.write(
+    `emptied ${dir}: removed ${removed.length} entr${removed.length === 1 ? 'y' : 'ies'}\n`,
+  );
+  return EXIT.OK;
 }

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
-import type { Config } from '../../shared/config.js';
 import { formatDuration } from '../../shared/duration.js';
 import { EXIT, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
+import type { BrokerCommandConfig } from '../config.js';
 import { endRecordOf, type PhasePlan } from '../dispatch/dispatcher.js';
 import type { PhaseKind } from '../jobs/rules.js';
 import { readSpool } from '../jobs/spool.js';
@@ -77,13 +77,13 @@ export interface Collected {
  * task has a result. Retries nothing: `tasker send` of the same file again does that.
  */
 export async function collectRun(
-  config: Config,
+  config: BrokerCommandConfig,
   run: string,
   log: Logger,
   wait: boolean,
 ): Promise<Collected> {
   const broker = config.broker;
-  if (!broker || config.local) {
+  if (!broker) {
     throw new InputError(
       'NO_BROKER',
       'tasker collect needs the broker the run was sent to (RABBITMQ_URL)',

@@ -1,11 +1,11 @@
 import { existsSync, rmSync } from 'node:fs';
-import type { Config } from '../../shared/config.js';
 import { formatDuration } from '../../shared/duration.js';
 import { EXIT } from '../../shared/errors.js';
 import { isReadable, type Logger } from '../../shared/logger.js';
 import { onShutdown } from '../../shared/shutdown.js';
 import { statePaths } from '../../shared/statePaths.js';
 import { resultsQueue } from '../../shared/topology.js';
+import type { RunConfig } from '../config.js';
 import { Dispatcher, type PhasePlan, type PhaseSummary } from '../dispatch/dispatcher.js';
 import { newRunId, openSession } from '../ledger/session.js';
 import { LocalPool } from '../transports/localPool.js';
@@ -32,7 +32,7 @@ interface Transports {
 }
 
 async function transportsFor(
-  config: Config,
+  config: RunConfig,
   run: string,
   log: Logger,
   onCancel: () => void,
@@ -110,7 +110,11 @@ function logFailures(log: Logger, summaries: readonly PhaseSummary[]): void {
 }
 
 /** Opens (or resumes) a run, runs its phases in order through the transports, and closes it. */
-export async function runPhases(config: Config, log: Logger, request: RunRequest): Promise<number> {
+export async function runPhases(
+  config: RunConfig,
+  log: Logger,
+  request: RunRequest,
+): Promise<number> {
   const run = config.runId ?? newRunId();
   // `tasker cancel` reaches a running tasker two ways: a request file in the run's directory
   // (checked every second) and, with a broker, a message on the control exchange.

@@ -3,7 +3,7 @@ import { Launcher } from '../../exec/launcher.js';
 import { OomCounter } from '../../exec/oom.js';
 import { runTask, type TaskContext, uploadsFor } from '../../exec/runTask.js';
 import { SlotLog } from '../../exec/slotLog.js';
-import type { S3Settings } from '../../shared/config.js';
+import type { S3Settings } from '../../shared/config/s3.js';
 import type { TaskMessage, TaskResult } from '../../shared/protocol.js';
 import type { Transport, TransportListener } from './transport.js';
 

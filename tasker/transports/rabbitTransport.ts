@@ -1,6 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
-import type { Config } from '../../shared/config.js';
 import { InfraError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
@@ -17,6 +16,7 @@ import {
   encodeTask,
   type ResultsEvent,
 } from '../../shared/wire.js';
+import type { TaskerBrokerSettings } from '../config.js';
 import type { Transport, TransportListener } from './transport.js';
 
 export interface RabbitTransportOptions {
@@ -36,7 +36,7 @@ export interface RabbitTransportOptions {
 
 /** The transport options a tasker command takes from its configuration. */
 export function rabbitOptions(
-  config: Config & { broker: BrokerOptions },
+  config: TaskerBrokerSettings & { broker: BrokerOptions; signingKey?: string | undefined },
   run: string,
   log: Logger,
   name: string,

@@ -13,7 +13,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Namespace, PersistentVolume, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { PLAIN, plainText, render } from '../../scripts/plainManifests.js';
-import { ENVIRONMENT } from '../../shared/config.js';
+import { ENVIRONMENT } from '../../shared/config/environment.js';
 import { FIXTURES, ROOT } from '../helpers/cli.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
 

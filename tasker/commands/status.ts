@@ -1,0 +1,46 @@
+import { EXIT } from '../../shared/errors.js';
+import { loadRunLookup, type TaskerFlags } from '../config.js';
+import { latestRun } from '../ledger/session.js';
+import { formatStatus, runStatus } from '../observe/status.js';
+
+/** The flags of `tasker status`. */
+export interface StatusFlags extends TaskerFlags {
+  readonly json?: boolean;
+  readonly failed?: boolean;
+  readonly watch?: boolean;
+}
+
+/**
+ * `tasker status`: a run's phases and tasks, once or (`--watch`) until it ends. Reads the state
+ * directory and the run id only: no broker, worker or run setting can stop it.
+ */
+export async function statusCommand(flags: StatusFlags): Promise<number> {
+  const config = loadRunLookup(flags);
+  const run = config.runId ?? (await latestRun(config.stateDir));
+  const render = async () => {
+    const status = await runStatus(config.stateDir, run);
+    if (!flags.json) return { status, text: formatStatus(status, flags.failed ?? false) };
+    const tasks = flags.failed
+      ? status.tasks.filter((task) => task.state === 'failed')
+      : status.tasks;
+    return { status, text: `${JSON.stringify({ ...status, tasks }, null, 2)}\n` };
+  };
+  let shown = '';
+  for (;;) {
+    const { status, text } = await render();
+    if (!flags.watch) {
+      process.stdout.write(text);
+      return EXIT.OK;
+    }
+    if (process.stdout.isTTY) {
+      // Home, clear the screen, draw: the status stays in place.
+      process.stdout.write(`\x1b[H\x1b[2J${text}`);
+    } else if (text !== shown) {
+      // Elsewhere (a pipe, kubectl logs): each change once.
+      process.stdout.write(`${shown ? '\n' : ''}${text}`);
+    }
+    shown = text;
+    if (status.state !== 'running') return EXIT.OK;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}

@@ -1,0 +1,168 @@
+// The worker's configuration: the one loader of the worker process. It refuses a bad worker
+// setting before anything starts, with the same one line as ever; the tasker's commands never
+// read these settings.
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { BrokerOptions } from '../shared/broker.js';
+import { loadBroker, loadQueue, loadSigningKey } from '../shared/config/broker.js';
+import { taskEnvironment } from '../shared/config/environment.js';
+import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/logging.js';
+import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
+import { type Environment, matching, settingReader } from '../shared/config/read.js';
+import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
+import { SECOND } from '../shared/duration.js';
+
+/** The worker's flags as commander hands them over: strings, all optional. */
+export interface WorkerFlags extends PathFlags, LogFlags {
+  readonly concurrency?: string;
+  readonly prefetch?: string;
+  readonly queue?: string;
+  readonly exitWhenIdle?: string;
+  readonly grace?: string;
+  readonly killGrace?: string;
+  readonly name?: string;
+  readonly caFile?: string;
+  readonly healthPort?: string;
+  readonly metricsPort?: string;
+  readonly inflightDir?: string;
+  readonly bucket?: string;
+  readonly upload?: readonly string[];
+}
+
+/** Everything a worker can be told, merged from defaults < environment < flags. */
+export interface WorkerConfig extends Paths, LogSettings {
+  /**
+   * The broker, and how hard to try reaching it (see `loadBroker`; `--ca-file` for amqps).
+   * A worker refuses to start without one.
+   * @defaultValue none (`RABBITMQ_URL`, or `RABBITMQ_HOST` and co.)
+   */
+  readonly broker: BrokerOptions | undefined;
+  /**
+   * The task queue.
+   * @defaultValue `warren.tasks` (`WARREN_QUEUE`, `--queue`)
+   */
+  readonly queue: string;
+  /**
+   * Tasks a worker runs at once (and its least prefetch).
+   * @defaultValue 1 (`WARREN_CONCURRENCY`, `--concurrency`)
+   */
+  readonly concurrency: number;
+  /**
+   * Deliveries a worker holds: its slots, plus tasks waiting for a free slot; from the
+   * concurrency to 100 times it. More than the slots hides the broker round trip between short
+   * tasks; a waiting task cannot go to an idle worker, so keep it at the slots for long tasks.
+   * @defaultValue the concurrency (`WARREN_PREFETCH`, `--prefetch`)
+   */
+  readonly prefetch: number;
+  /**
+   * A worker exits 0 after the queue has been empty and the worker idle this long, in ms;
+   * 0 means never.
+   * @defaultValue 0 (`WARREN_EXIT_WHEN_IDLE`, `--exit-when-idle`)
+   */
+  readonly exitWhenIdleMs: number;
+  /**
+   * On SIGTERM, how long a worker lets its running tasks finish before stopping them, in ms.
+   * @defaultValue 30 seconds (`WARREN_GRACE`, `--grace`)
+   */
+  readonly graceMs: number;
+  /**
+   * Time between SIGTERM and SIGKILL when the worker stops a task, in ms.
+   * @defaultValue 10 seconds (`WARREN_KILL_GRACE`, `--kill-grace`)
+   */
+  readonly killGraceMs: number;
+  /**
+   * The worker's name in results and log files.
+   * @defaultValue `<hostname>-<pid>` (`WARREN_WORKER_NAME`, `--name`)
+   */
+  readonly workerName: string;
+  /**
+   * S3, for uploads of task outputs.
+   * @defaultValue none: no uploads (`S3_BUCKET` or `--bucket` turns it on)
+   */
+  readonly s3: S3Settings | undefined;
+  /**
+   * Globs of outputs this worker uploads after every task it runs succeeds, beside the ones
+   * each task carries from its tasker.
+   * @defaultValue none (`--upload`, repeatable)
+   */
+  readonly upload: readonly string[];
+  /**
+   * Port of `/livez` and `/readyz` (for Kubernetes probes); 0 means none.
+   * @defaultValue 0 (`WARREN_HEALTH_PORT`, `--health-port`)
+   */
+  readonly healthPort: number;
+  /**
+   * Port of `GET /metrics` (Prometheus); may be the health port; 0 means none.
+   * @defaultValue 0 (`WARREN_METRICS_PORT`, `--metrics-port`)
+   */
+  readonly metricsPort: number;
+  /**
+   * Key tasks must be signed with (HMAC-SHA256). Only from the environment (a Kubernetes
+   * Secret), never a flag.
+   * @defaultValue none: unsigned tasks are taken (`WARREN_SIGNING_KEY`)
+   */
+  readonly signingKey: string | undefined;
+  /**
+   * Where the worker keeps a marker for each running task: a directory that survives a
+   * container restart (an emptyDir), so that a worker whose container died with its task
+   * reports it.
+   * @defaultValue none (`WARREN_INFLIGHT_DIR`, `--inflight-dir`)
+   */
+  readonly inflightDir: string | undefined;
+  /**
+   * Environment tasks start from: this process's, minus Warren's own secrets (broker URL and
+   * password, signing key), which a task has no business reading.
+   */
+  readonly taskEnv: Environment;
+}
+
+const WORKER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** The worker's one loader: defaults < environment < flags. Throws InputError on a bad value. */
+export function loadWorkerConfig(
+  flags: WorkerFlags,
+  env: Environment = process.env,
+  cwd = process.cwd(),
+): WorkerConfig {
+  const read = settingReader(env);
+  const concurrency = read.count(
+    flags.concurrency,
+    'WARREN_CONCURRENCY',
+    'concurrency',
+    1,
+    1024,
+    1,
+  );
+  const inflight = read.text(flags.inflightDir, 'WARREN_INFLIGHT_DIR');
+  return Object.freeze({
+    ...loadPaths(flags, env, cwd),
+    killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
+    broker: loadBroker(env, flags, cwd),
+    queue: loadQueue(env, flags.queue),
+    concurrency,
+    // A worker holds at least a delivery per slot, else a slot would idle with work queued.
+    prefetch: read.count(
+      flags.prefetch,
+      'WARREN_PREFETCH',
+      'prefetch',
+      concurrency,
+      concurrency * 100,
+      concurrency,
+    ),
+    exitWhenIdleMs: read.duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
+    graceMs: read.duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),
+    workerName: matching(
+      read.text(flags.name, 'WARREN_WORKER_NAME') ?? `${hostname().split('.')[0]}-${process.pid}`,
+      WORKER_NAME,
+      'worker name',
+    ),
+    signingKey: loadSigningKey(env),
+    s3: loadS3(env, flags.bucket),
+    upload: uploadGlobs(flags.upload),
+    healthPort: read.count(flags.healthPort, 'WARREN_HEALTH_PORT', 'health port', 0, 65535, 0),
+    metricsPort: read.count(flags.metricsPort, 'WARREN_METRICS_PORT', 'metrics port', 0, 65535, 0),
+    inflightDir: inflight === undefined ? undefined : resolve(cwd, inflight),
+    taskEnv: taskEnvironment(env),
+    ...loadLogging(flags, env),
+  });
+}
