@@ -1,5 +1,4 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Broker } from '../../shared/broker.js';
 import type { Config } from '../../shared/config.js';
@@ -10,6 +9,7 @@ import { statePaths } from '../../shared/statePaths.js';
 import { NAMES, resultsQueue } from '../../shared/topology.js';
 import { encodeControl } from '../../shared/wire.js';
 import { LedgerWriter } from '../ledger/ledger.js';
+import { isRunActive, lockOptions } from '../ledger/runLock.js';
 
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {
@@ -33,10 +33,7 @@ export async function cancelRun(config: Config, run: string, log: Logger): Promi
       `no run \`${run}\` in \`${config.stateDir}\` (\`tasker cancel\` needs the run's state directory)`,
     );
   }
-  const lockPath = join(runDir, 'tasker.lock');
-  const taskerRunning = await lockfile
-    .check(runDir, { lockfilePath: lockPath, stale: 5000 })
-    .catch(() => false);
+  const taskerRunning = await isRunActive(config.stateDir, run);
   if (taskerRunning)
     writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
 
@@ -64,7 +61,7 @@ export async function cancelRun(config: Config, run: string, log: Logger): Promi
 
   if (!taskerRunning) {
     const release = await lockfile
-      .lock(runDir, { lockfilePath: lockPath, stale: 5000, retries: 2 })
+      .lock(runDir, { ...lockOptions(config.stateDir, run), retries: 2 })
       .catch((error: unknown) => {
         if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
           throw new InfraError(

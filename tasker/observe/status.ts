@@ -1,6 +1,4 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { formatDuration } from '../../shared/duration.js';
 import { InputError } from '../../shared/errors.js';
 import type { FailureClass, TaskResult } from '../../shared/protocol.js';
@@ -8,6 +6,7 @@ import { statePaths } from '../../shared/statePaths.js';
 import type { PhaseKind } from '../jobs/rules.js';
 import { readSpool } from '../jobs/spool.js';
 import { readLedger } from '../ledger/ledger.js';
+import { isRunActive } from '../ledger/runLock.js';
 
 /** A task's state in `tasker status`. */
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -71,13 +70,10 @@ interface Known extends Omit<TaskStatus, 'id' | 'command'> {
 
 /** Reads a run's ledger and phase files into its status. */
 export async function runStatus(stateDir: string, run: string): Promise<RunStatus> {
-  const runDir = statePaths.runDir(stateDir, run);
   const ledgerPath = statePaths.ledger(stateDir, run);
   if (!existsSync(ledgerPath))
     throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${stateDir}\``);
-  const active = await lockfile
-    .check(runDir, { lockfilePath: join(runDir, 'tasker.lock'), stale: 5000 })
-    .catch(() => false);
+  const active = await isRunActive(stateDir, run);
   const phases = new Map<string, { kind: PhaseKind; total: number }>();
   const known = new Map<string, Known>();
   let mode: string | null = null;
