@@ -26,7 +26,8 @@ import {
 import { checkPhaseName, resolveRules } from './jobs/rules.js';
 import type { SweepSource } from './jobs/sweep.js';
 import { latestRun } from './ledger/session.js';
-import { formatStatus, runStatus } from './observe/status.js';
+import { formatStatus } from './observe/formatStatus.js';
+import { runStatus } from './observe/status.js';
 
 type CommonFlags = Flags & { json?: boolean; failed?: boolean; outDir?: string };
 type SweepFlags = { params?: string; seq?: string };
