@@ -5,7 +5,6 @@ import { join } from 'node:path';
  * write task logs). See docs/ledger.md.
  */
 export const statePaths = {
-  runsDir: (stateDir: string) => join(stateDir, 'runs'),
   latest: (stateDir: string) => join(stateDir, 'latest'),
   runDir: (stateDir: string, run: string) => join(stateDir, 'runs', run),
   ledger: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'ledger.jsonl'),
