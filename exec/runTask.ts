@@ -5,6 +5,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3Settings } from '../shared/config/s3.js';
 import { makeDirs } from '../shared/dirs.js';
 import { formatDuration } from '../shared/duration.js';
+import { failedResult } from '../shared/failedResult.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { s3Client, uploadOutputs } from '../shared/s3.js';
 import { statePaths } from '../shared/statePaths.js';
@@ -76,25 +77,13 @@ export async function runTask(task: TaskMessage, context: TaskContext): Promise<
   } catch (error) {
     // Not the command's fault: a log file or directory of the worker's own failed. The attempt
     // fails (and is retried, perhaps elsewhere); the worker goes on.
-    return {
-      v: PROTOCOL_VERSION,
-      run: task.run,
-      phase: task.phase,
-      task: task.task,
-      attempt: task.attempt,
-      state: 'failed',
+    return failedResult(task, {
       failure: 'infra',
       reason: `the worker could not run it: ${error instanceof Error ? error.message : String(error)}`,
-      exitCode: null,
-      signal: null,
       worker: context.worker,
       host: context.host,
       startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      logs: null,
-      stdoutTail: '',
-      stderrTail: '',
-    };
+    });
   }
 }
 

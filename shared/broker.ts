@@ -214,11 +214,6 @@ export class Broker {
     return this.model.createChannel();
   }
 
-  /** Set when recovery gave up: the caller should stop with it (exit 3). */
-  get failed(): InfraError | undefined {
-    return this.failure;
-  }
-
   /** Hears when recovery gives up for good. */
   onGiveUp(handler: (error: InfraError) => void): void {
     this.onFailure = handler;

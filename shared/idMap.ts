@@ -24,10 +24,6 @@ export class IdMap {
     this.used = new Uint8Array(size);
   }
 
-  get size(): number {
-    return this.count;
-  }
-
   /** The slot of `id`, or -1 when it is not in the map. */
   find(id: string): number {
     const hi = Number.parseInt(id.slice(0, 8), 16) >>> 0;

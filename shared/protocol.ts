@@ -4,26 +4,19 @@ import type * as schemas from './schemas.js';
 /**
  * The message contract between tasker and workers, and the shape of a task's outcome
  * everywhere else (ledger, status). Documented for other languages in docs/protocol.md; the
- * valibot schemas that validate it at the edge are in schemas.ts.
+ * valibot schemas that validate it at the edge are in schemas.ts and the types here are
+ * inferred from them. Only types come from there (erased when compiled): code that imports
+ * this module does not load valibot. The constants both need are in contract.ts.
  */
-export const PROTOCOL_VERSION = 1;
-
-/** Why an attempt failed. */
-export const FAILURE_CLASSES = [
-  'exit', // the command exited non-zero
-  'signal', // the command was killed by a signal nobody in Warren sent
-  'timeout', // Warren killed it after --timeout
-  'oom', // the kernel's OOM killer killed it
-  'upload', // the command succeeded but its outputs could not be uploaded
-  'lost', // the worker (or its slot) died while running it
-  'rejected', // the message was refused (bad shape, bad signature)
-  'infra', // the worker could not run it (its disk or state directory failed); retried
-] as const;
-export type FailureClass = (typeof FAILURE_CLASSES)[number];
-
-/** A run id: letters, digits, `.`, `_`, `-`; safe in file and queue names. */
-export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export {
+  FAILURE_CLASSES,
+  type FailureClass,
+  PROTOCOL_VERSION,
+  RUN_ID_PATTERN,
+} from './contract.js';
 
 export type TaskMessage = InferOutput<typeof schemas.TaskMessage>;
 export type LogSpan = InferOutput<typeof schemas.LogSpan>;
 export type TaskResult = InferOutput<typeof schemas.TaskResult>;
+/** An object a task's outputs were uploaded to, as its result and the ledger record it. */
+export type UploadedObject = InferOutput<typeof schemas.UploadedObject>;

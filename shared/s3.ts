@@ -8,14 +8,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3Settings } from './config/s3.js';
 import { makeDirs } from './dirs.js';
 import { InfraError, InputError } from './errors.js';
-
-/** An object a task's outputs were uploaded to, as its result and the ledger record it. */
-export interface UploadedObject {
-  readonly key: string;
-  readonly size: number;
-  /** `sha256:<hex>` of the file's bytes, also stored as the object's `sha256` metadata. */
-  readonly checksum: string;
-}
+import type { UploadedObject } from './protocol.js';
 
 /** Files above this go up in parts (lib-storage's multipart upload). */
 export const PART_SIZE = 8 * 1024 * 1024;

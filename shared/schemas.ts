@@ -1,11 +1,11 @@
 import * as v from 'valibot';
-import { FAILURE_CLASSES, PROTOCOL_VERSION, RUN_ID_PATTERN } from './protocol.js';
+import { FAILURE_CLASSES, PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js';
 
 /**
  * The valibot schemas of the message contract, used where messages cross a process boundary
- * (the broker). Types come from here too (see protocol.ts); code that only needs the types
- * does not load valibot. (valibot, not zod: it is one module, loaded in ~15 ms where zod's
- * hundred files took ~90 ms of every tasker's and worker's start.)
+ * (the broker). The types are inferred from them in protocol.ts; code that only needs the
+ * types imports those and does not load valibot. (valibot, not zod: it is one module, loaded
+ * in ~15 ms where zod's hundred files took ~90 ms of every tasker's and worker's start.)
  */
 
 const nonEmpty = v.pipe(v.string(), v.minLength(1));
@@ -35,10 +35,12 @@ export const TaskMessage = v.object({
   upload: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(100))),
 });
 
-/** An object uploaded to S3 (key in the worker's bucket). */
+/** An object a task's outputs were uploaded to (key in the worker's bucket). */
 export const UploadedObject = v.object({
   key: nonEmpty,
+  /** Bytes. */
   size: count(0),
+  /** `sha256:<hex>` of the file's bytes, also stored as the object's `sha256` metadata. */
   checksum: v.string(),
 });
 

@@ -5,10 +5,11 @@ import { join } from 'node:path';
  * write task logs). See docs/ledger.md.
  */
 export const statePaths = {
-  runsDir: (stateDir: string) => join(stateDir, 'runs'),
   latest: (stateDir: string) => join(stateDir, 'latest'),
   runDir: (stateDir: string, run: string) => join(stateDir, 'runs', run),
   ledger: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'ledger.jsonl'),
+  /** Held by the one tasker writing the run's ledger (proper-lockfile's lock directory). */
+  lock: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'tasker.lock'),
   /** Written by `tasker cancel`; a tasker running the run stops when it sees it. */
   cancelRequest: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'cancel'),
   phasesDir: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'phases'),

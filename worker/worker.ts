@@ -8,6 +8,7 @@ import { SlotLog } from '../exec/slotLog.js';
 import { Broker, type BrokerOptions } from '../shared/broker.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
 import { describeSystemError, EXIT } from '../shared/errors.js';
+import { failedResult } from '../shared/failedResult.js';
 import type { Logger } from '../shared/logger.js';
 import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
@@ -518,13 +519,7 @@ export class Worker {
         `task ${marker.task} (attempt ${marker.attempt}) was running when this worker's container died; reporting it lost`,
       );
       await this.publisher.result(
-        {
-          v: 1,
-          run: marker.run,
-          phase: marker.phase,
-          task: marker.task,
-          attempt: marker.attempt,
-          state: 'failed',
+        failedResult(marker, {
           failure: 'lost',
           reason:
             "the worker's container died while running it (killed with its task, e.g. out of memory)",
@@ -532,12 +527,7 @@ export class Worker {
           host: marker.host,
           startedAt: marker.startedAt,
           finishedAt: now,
-          exitCode: null,
-          signal: null,
-          stdoutTail: '',
-          stderrTail: '',
-          logs: null,
-        },
+        }),
         marker.replyTo,
       );
       // Its delivery comes back from the broker; it is not run again.

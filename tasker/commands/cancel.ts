@@ -1,5 +1,4 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Broker } from '../../shared/broker.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
@@ -10,6 +9,7 @@ import { NAMES, resultsQueue } from '../../shared/topology.js';
 import { encodeControl } from '../../shared/wire.js';
 import type { BrokerCommandConfig } from '../config.js';
 import { LedgerWriter } from '../ledger/ledger.js';
+import { isRunActive, lockOptions } from '../ledger/runLock.js';
 
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {
@@ -37,10 +37,7 @@ export async function cancelRun(
       `no run \`${run}\` in \`${config.stateDir}\` (\`tasker cancel\` needs the run's state directory)`,
     );
   }
-  const lockPath = join(runDir, 'tasker.lock');
-  const taskerRunning = await lockfile
-    .check(runDir, { lockfilePath: lockPath, stale: 5000 })
-    .catch(() => false);
+  const taskerRunning = await isRunActive(config.stateDir, run);
   if (taskerRunning)
     writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
 
@@ -68,7 +65,7 @@ export async function cancelRun(
 
   if (!taskerRunning) {
     const release = await lockfile
-      .lock(runDir, { lockfilePath: lockPath, stale: 5000, retries: 2 })
+      .lock(runDir, { ...lockOptions(config.stateDir, run), retries: 2 })
       .catch((error: unknown) => {
         if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
           throw new InfraError(

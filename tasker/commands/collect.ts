@@ -6,9 +6,9 @@ import type { TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { BrokerCommandConfig } from '../config.js';
 import { endRecordOf, type PhasePlan } from '../dispatch/dispatcher.js';
-import type { PhaseKind } from '../jobs/rules.js';
 import { readSpool } from '../jobs/spool.js';
-import { readLedger } from '../ledger/ledger.js';
+import { type PlannedPhase, plannedPhasesVisitor } from '../ledger/plannedPhases.js';
+import { replayLedger } from '../ledger/replay.js';
 import type { RunMemory } from '../ledger/runMemory.js';
 import { openSession } from '../ledger/session.js';
 import { RabbitTransport, rabbitOptions } from '../transports/rabbitTransport.js';
@@ -18,14 +18,8 @@ const QUIET_MS = 1500;
 
 /** The phases a run planned, from its ledger (for a tasker that plans nothing itself). */
 async function plannedPhases(stateDir: string, run: string): Promise<PhasePlan[]> {
-  const phases = new Map<string, { kind: PhaseKind; total: number }>();
-  for await (const record of readLedger(statePaths.ledger(stateDir, run))) {
-    if (record.type === 'plan')
-      for (const phase of record.phases)
-        phases.set(phase.name, { kind: phase.kind, total: phase.total });
-    if (record.type === 'phase')
-      phases.set(record.phase, { kind: record.kind, total: record.total });
-  }
+  const phases = new Map<string, PlannedPhase>();
+  await replayLedger(statePaths.ledger(stateDir, run), plannedPhasesVisitor(phases));
   return [...phases].map(([name, phase]) => ({
     name,
     ...phase,

@@ -1,7 +1,8 @@
 import { EXIT } from '../../shared/errors.js';
 import { loadRunLookup, type TaskerFlags } from '../config.js';
 import { latestRun } from '../ledger/session.js';
-import { formatStatus, runStatus } from '../observe/status.js';
+import { formatStatus } from '../observe/formatStatus.js';
+import { runStatus } from '../observe/status.js';
 
 /** The flags of `tasker status`. */
 export interface StatusFlags extends TaskerFlags {

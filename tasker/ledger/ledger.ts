@@ -11,150 +11,23 @@ import { dirname } from 'node:path';
 import split2 from 'split2';
 import { makeDirs } from '../../shared/dirs.js';
 import { describeSystemError, InfraError } from '../../shared/errors.js';
-import type { FailureClass, TaskResult } from '../../shared/protocol.js';
-import type { PhaseKind } from '../jobs/rules.js';
+import { type LedgerRecord, RECORD_TYPES } from './records.js';
 
-/** The ledger's format version, written in every `run` record. */
-export const LEDGER_VERSION = 1;
-
-/** A tasker started (or resumed) the run. */
-export interface RunRecord {
-  readonly type: 'run';
-  readonly at: string;
-  readonly run: string;
-  readonly version: number;
-  /** `local` or `rabbitmq`. */
-  readonly mode: string;
-  /** The tasker command that wrote what follows (`run jobs.sh --rules makita`). */
-  readonly command: string;
-  readonly host: string;
-  readonly pid: number;
-}
-
-/** The phases this tasker is about to run, in order (so status can show phases not started). */
-export interface PlanRecord {
-  readonly type: 'plan';
-  readonly at: string;
-  readonly phases: readonly {
-    readonly name: string;
-    readonly kind: PhaseKind;
-    readonly total: number;
-  }[];
-}
-
-/** A phase started; `total` counts its tasks, including ones that already succeeded. */
-export interface PhaseRecord {
-  readonly type: 'phase';
-  readonly at: string;
-  readonly phase: string;
-  readonly kind: PhaseKind;
-  readonly total: number;
-}
-
-/** Tasks the broker confirmed it holds (not written in local mode): `[id, attempt]` pairs. */
-export interface QueuedRecord {
-  readonly type: 'queued';
-  readonly at: string;
-  readonly phase: string;
-  readonly tasks: readonly (readonly [string, number])[];
-}
-
-/** A task that succeeded added tasks to its phase (`WARREN_SPAWN`): their ids and commands. */
-export interface SpawnRecord {
-  readonly type: 'spawn';
-  readonly at: string;
-  readonly phase: string;
-  /** The task that spawned them. */
-  readonly by: string;
-  readonly tasks: readonly (readonly [string, string])[];
-}
-
-/** An attempt started on a worker slot. */
-export interface StartRecord {
-  readonly type: 'start';
-  readonly at: string;
-  readonly task: string;
-  readonly phase: string;
-  readonly attempt: number;
-  readonly worker: string;
-}
-
-/** An attempt ended. `final` is false when it will be retried. */
-export interface EndRecord {
-  readonly type: 'end';
-  readonly at: string;
-  readonly task: string;
-  readonly phase: string;
-  readonly command: string;
-  readonly attempt: number;
-  readonly state: TaskResult['state'];
-  readonly final: boolean;
-  readonly failure: FailureClass | null;
-  readonly reason: string | null;
-  readonly worker: string;
-  readonly host: string;
-  readonly startedAt: string;
-  readonly finishedAt: string;
-  readonly exitCode: number | null;
-  readonly signal: string | null;
-  /** The end of stderr (or of stdout when stderr is empty) of a failed attempt; empty otherwise. */
-  readonly errorTail: string;
-  /** Where the attempt's full output is (byte spans of log files under the state dir). */
-  readonly logs: TaskResult['logs'];
-  /** Outputs uploaded to S3 (key, size, checksum), when the run uploads any. */
-  readonly uploaded?: TaskResult['uploaded'];
-  /** How long the uploads took, in ms. */
-  readonly uploadMs?: number;
-}
-
-/** A phase reached its barrier (or was stopped). */
-export interface PhaseEndRecord {
-  readonly type: 'phase-end';
-  readonly at: string;
-  readonly phase: string;
-  readonly succeeded: number;
-  readonly failed: number;
-  /** True when the phase was interrupted before every task had a final outcome. */
-  readonly interrupted: boolean;
-}
-
-/** The run was cancelled (`tasker cancel`): what had no final outcome will not get one. */
-export interface CancelRecord {
-  readonly type: 'cancel';
-  readonly at: string;
-}
-
-/** The tasker finished with this exit code. */
-export interface RunEndRecord {
-  readonly type: 'run-end';
-  readonly at: string;
-  readonly exitCode: number;
-}
-
-export type LedgerRecord =
-  | RunRecord
-  | PlanRecord
-  | PhaseRecord
-  | QueuedRecord
-  | SpawnRecord
-  | StartRecord
-  | EndRecord
-  | PhaseEndRecord
-  | CancelRecord
-  | RunEndRecord;
-
-const RECORD_TYPES = new Set([
-  'run',
-  'plan',
-  'phase',
-  'queued',
-  'spawn',
-  'start',
-  'end',
-  'phase-end',
-  'cancel',
-  'run-end',
-]);
+// The record types are in records.ts; they are here too for the ledger's writers and readers.
+export type {
+  CancelRecord,
+  EndRecord,
+  LedgerRecord,
+  PhaseEndRecord,
+  PhaseRecord,
+  PlanRecord,
+  QueuedRecord,
+  RunEndRecord,
+  RunRecord,
+  SpawnRecord,
+  StartRecord,
+} from './records.js';
+export { LEDGER_VERSION } from './records.js';
 
 /**
  * The append-only JSONL ledger of one run. Only the tasker writes it. Records are written in

@@ -1,5 +1,5 @@
 import { IdMap } from '../../shared/idMap.js';
-import { readLedger } from './ledger.js';
+import { replayLedger } from './replay.js';
 
 // One packed column: highest attempt (bits 0-11), pending attempt (12-23), succeeded (24).
 const ATTEMPTS = 0xfff;
@@ -110,29 +110,17 @@ export async function loadRunMemory(
   ledgerPath: string,
 ): Promise<{ memory: RunMemory; records: number; cancelledAt: string | undefined }> {
   const memory = new RunMemory();
-  let records = 0;
   let cancelledAt: string | undefined;
-  for await (const record of readLedger(ledgerPath)) {
-    records++;
-    switch (record.type) {
-      case 'queued':
-        for (const [id, attempt] of record.tasks) memory.queued(id, attempt);
-        break;
-      case 'start':
-        memory.started(record.task, record.attempt);
-        break;
-      case 'end':
-        memory.ended(record.task, record.attempt, record.state === 'succeeded');
-        break;
-      case 'cancel':
-        cancelledAt ??= record.at;
-        break;
-      case 'spawn':
-        memory.spawned(record.phase, record.tasks);
-        break;
-      default:
-        break;
-    }
-  }
+  const { records } = await replayLedger(ledgerPath, {
+    queued: (record) => {
+      for (const [id, attempt] of record.tasks) memory.queued(id, attempt);
+    },
+    start: (record) => memory.started(record.task, record.attempt),
+    end: (record) => memory.ended(record.task, record.attempt, record.state === 'succeeded'),
+    cancel: (record) => {
+      cancelledAt ??= record.at;
+    },
+    spawn: (record) => memory.spawned(record.phase, record.tasks),
+  });
   return { memory, records, cancelledAt };
 }

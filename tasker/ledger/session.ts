@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { makeDirs } from '../../shared/dirs.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
@@ -10,6 +9,7 @@ import type { Logger } from '../../shared/logger.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { PhasePlan } from '../dispatch/dispatcher.js';
 import { LEDGER_VERSION, LedgerWriter } from './ledger.js';
+import { LOCK, lockOptions } from './runLock.js';
 import { loadRunMemory, type RunMemory } from './runMemory.js';
 
 /** A run opened by this tasker process: locked, with its ledger open for appending. */
@@ -47,15 +47,12 @@ export async function latestRun(stateDir: string): Promise<string> {
   }
 }
 
-/** Lock timings: a killed tasker's lock is taken over after `STALE_MS`. */
-const STALE_MS = 5000;
-
-async function lockRun(runDir: string, run: string, log: Logger): Promise<() => Promise<void>> {
+async function lockRun(stateDir: string, run: string, log: Logger): Promise<() => Promise<void>> {
+  const runDir = statePaths.runDir(stateDir, run);
   try {
     return await lockfile.lock(runDir, {
-      lockfilePath: join(runDir, 'tasker.lock'),
-      stale: STALE_MS,
-      update: 1000,
+      ...lockOptions(stateDir, run),
+      update: LOCK.updateMs,
       retries: { retries: 8, factor: 1, minTimeout: 1000, maxTimeout: 1000 },
       onCompromised: (error) =>
         log.error({ err: error }, `lost the lock of run ${run}; another tasker may be writing it`),
@@ -64,7 +61,7 @@ async function lockRun(runDir: string, run: string, log: Logger): Promise<() => 
     if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
       throw new InfraError(
         'RUN_LOCKED',
-        `run \`${run}\` is in use by another tasker (lock \`${join(runDir, 'tasker.lock')}\`)`,
+        `run \`${run}\` is in use by another tasker (lock \`${statePaths.lock(stateDir, run)}\`)`,
       );
     }
     throw new InfraError(
@@ -102,7 +99,7 @@ export async function openSession(options: {
       { cause: error },
     );
   }
-  const release = await lockRun(runDir, run, options.log);
+  const release = await lockRun(options.stateDir, run, options.log);
   try {
     const ledgerPath = statePaths.ledger(options.stateDir, run);
     const { memory, records, cancelledAt } = await loadRunMemory(ledgerPath);

@@ -1,24 +1,7 @@
 import { formatDuration } from '../../shared/duration.js';
-import { statePaths } from '../../shared/statePaths.js';
-import { readLedger } from '../ledger/ledger.js';
-import { PHASE_COLUMNS, phaseCells, type RunStatus, runStatus } from './status.js';
-
-/** One attempt on the timeline. */
-interface Bar {
-  readonly task: string;
-  readonly phase: string;
-  readonly command: string;
-  readonly attempt: number;
-  readonly worker: string;
-  readonly state: 'succeeded' | 'failed' | 'cancelled' | 'running';
-  readonly start: number;
-  readonly end: number;
-  readonly reason: string | null;
-  readonly failure: string | null;
-  readonly exitCode: number | null;
-  readonly errorTail: string;
-  readonly final: boolean;
-}
+import { AttemptsFold, type Bar, type PhaseStart } from './attempts.js';
+import { PHASE_COLUMNS, phaseCells } from './formatStatus.js';
+import { type RunStatus, runStatus } from './status.js';
 
 /** The timeline draws at most this many attempts (the longest), so the file stays usable. */
 export const MAX_BARS = 20_000;
@@ -27,67 +10,6 @@ const esc = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(
 const iso = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
 const short = (text: string, max = 90) =>
   text.length > max ? `${text.slice(0, max - 3)}...` : text;
-
-/** Every attempt of a run, and when each phase started, from its ledger. */
-async function attemptsOf(
-  stateDir: string,
-  run: string,
-  now: number,
-): Promise<{ bars: Bar[]; phaseStarts: { phase: string; at: number }[] }> {
-  const started = new Map<string, { phase: string; worker: string; at: number }>();
-  const commands = new Map<string, string>();
-  const bars: Bar[] = [];
-  const phaseStarts: { phase: string; at: number }[] = [];
-  for await (const record of readLedger(statePaths.ledger(stateDir, run))) {
-    if (record.type === 'phase') {
-      if (!phaseStarts.some((p) => p.phase === record.phase))
-        phaseStarts.push({ phase: record.phase, at: Date.parse(record.at) });
-    } else if (record.type === 'start') {
-      started.set(`${record.task}.${record.attempt}`, {
-        phase: record.phase,
-        worker: record.worker,
-        at: Date.parse(record.at),
-      });
-    } else if (record.type === 'end') {
-      started.delete(`${record.task}.${record.attempt}`);
-      if (record.command) commands.set(record.task, record.command);
-      bars.push({
-        task: record.task,
-        phase: record.phase,
-        command: record.command,
-        attempt: record.attempt,
-        worker: record.worker || '(broker)',
-        state: record.state,
-        start: Date.parse(record.startedAt),
-        end: Date.parse(record.finishedAt),
-        reason: record.reason,
-        failure: record.failure,
-        exitCode: record.exitCode,
-        errorTail: record.errorTail,
-        final: record.final,
-      });
-    }
-  }
-  for (const [key, open] of started) {
-    const [task, attempt] = key.split('.') as [string, string];
-    bars.push({
-      task,
-      phase: open.phase,
-      command: commands.get(task) ?? '',
-      attempt: Number(attempt),
-      worker: open.worker,
-      state: 'running',
-      start: open.at,
-      end: now,
-      reason: null,
-      failure: null,
-      exitCode: null,
-      errorTail: '',
-      final: false,
-    });
-  }
-  return { bars, phaseStarts };
-}
 
 /** Commands for bars that ended with no command recorded (collected from another phase). */
 function withCommands(bars: Bar[], status: RunStatus): Bar[] {
@@ -102,7 +24,7 @@ const COLOURS = {
   running: '#3b7dd8',
 } as const;
 
-function timeline(bars: Bar[], phaseStarts: { phase: string; at: number }[]): string {
+function timeline(bars: Bar[], phaseStarts: readonly PhaseStart[]): string {
   if (bars.length === 0) return '<p class="empty">No attempt has started yet.</p>';
   const drawn =
     bars.length > MAX_BARS
@@ -201,9 +123,10 @@ export async function buildReport(
   options: { refreshSeconds?: number } = {},
 ): Promise<string> {
   const now = Date.now();
-  const status = await runStatus(stateDir, run);
-  const { bars: raw, phaseStarts } = await attemptsOf(stateDir, run, now);
-  const bars = withCommands(raw, status);
+  const attempts = new AttemptsFold();
+  const status = await runStatus(stateDir, run, [attempts.visitor]);
+  const { phaseStarts } = attempts;
+  const bars = withCommands(attempts.bars(now), status);
   const ended = bars.filter((bar) => bar.state !== 'running');
   const span =
     bars.length === 0

@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
-import { formatDuration } from '../../shared/duration.js';
 import { InputError } from '../../shared/errors.js';
 import type { FailureClass, TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { PhaseKind } from '../jobs/rules.js';
 import { readSpool } from '../jobs/spool.js';
-import { readLedger } from '../ledger/ledger.js';
+import { type PlannedPhase, plannedPhasesVisitor } from '../ledger/plannedPhases.js';
+import { type LedgerVisitor, replayLedger } from '../ledger/replay.js';
+import { isRunActive } from '../ledger/runLock.js';
 
 /** A task's state in `tasker status`. */
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -64,95 +63,99 @@ export interface RunStatus {
   tasks: TaskStatus[];
 }
 
-interface Known extends Omit<TaskStatus, 'id' | 'command'> {
+/** What the ledger says of one task: its last attempt (or its success); no id. */
+interface KnownTask extends Omit<TaskStatus, 'id' | 'command'> {
+  /** Null until an attempt ended (a `start` record has no command). */
   command: string | null;
-  final: boolean;
 }
 
-/** Reads a run's ledger and phase files into its status. */
-export async function runStatus(stateDir: string, run: string): Promise<RunStatus> {
-  const runDir = statePaths.runDir(stateDir, run);
+/**
+ * A run as its ledger tells it, filled by a replay through `visitor` (the tasks of each phase
+ * come from its phase file afterwards).
+ */
+class StatusFold {
+  /** Phases in the order first planned (or started), with their kind and latest total. */
+  readonly phases = new Map<string, PlannedPhase>();
+  /** Tasks with a `start` or an `end` record. */
+  readonly known = new Map<string, KnownTask>();
+  /** Tasks spawned in each phase, in order: `[id, command]`. */
+  readonly spawned = new Map<string, (readonly [string, string])[]>();
+  mode: string | null = null;
+  startedAt: string | null = null;
+  finishedAt: string | null = null;
+  exitCode: number | null = null;
+  /** Cancelled, and not started again since. */
+  cancelled = false;
+
+  readonly visitor: LedgerVisitor = {
+    run: (record) => {
+      this.cancelled = false;
+      this.mode = record.mode;
+      this.startedAt ??= record.at;
+      this.finishedAt = null;
+      this.exitCode = null;
+    },
+    'run-end': (record) => {
+      this.finishedAt = record.at;
+      this.exitCode = record.exitCode;
+    },
+    start: (record) => {
+      const task = this.known.get(record.task);
+      if (task?.state === 'succeeded') return;
+      this.known.set(record.task, {
+        ...(task ?? blank(record.phase)),
+        state: 'running',
+        attempts: Math.max(task?.attempts ?? 0, record.attempt),
+        startedAt: record.at,
+        finishedAt: null,
+        worker: record.worker,
+      });
+    },
+    end: (record) => {
+      const task = this.known.get(record.task);
+      if (task?.state === 'succeeded') return;
+      this.known.set(record.task, {
+        phase: record.phase,
+        command: record.command,
+        state: record.state === 'failed' && !record.final ? 'queued' : record.state,
+        attempts: Math.max(task?.attempts ?? 0, record.attempt),
+        exitCode: record.exitCode,
+        failure: record.failure,
+        reason: record.reason,
+        startedAt: record.startedAt,
+        finishedAt: record.finishedAt,
+        worker: record.worker,
+        errorTail: record.errorTail,
+        logs: record.logs,
+      });
+    },
+    cancel: () => {
+      this.cancelled = true;
+    },
+    spawn: (record) => {
+      const list = this.spawned.get(record.phase) ?? [];
+      for (const task of record.tasks) list.push(task);
+      this.spawned.set(record.phase, list);
+    },
+  };
+}
+
+/**
+ * Reads a run's ledger and phase files into its status. `also` hear the same replay of the
+ * ledger (the report folds its timeline from it): one pass for both.
+ */
+export async function runStatus(
+  stateDir: string,
+  run: string,
+  also: readonly LedgerVisitor[] = [],
+): Promise<RunStatus> {
   const ledgerPath = statePaths.ledger(stateDir, run);
   if (!existsSync(ledgerPath))
     throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${stateDir}\``);
-  const active = await lockfile
-    .check(runDir, { lockfilePath: join(runDir, 'tasker.lock'), stale: 5000 })
-    .catch(() => false);
-  const phases = new Map<string, { kind: PhaseKind; total: number }>();
-  const known = new Map<string, Known>();
-  let mode: string | null = null;
-  let startedAt: string | null = null;
-  let finishedAt: string | null = null;
-  let exitCode: number | null = null;
-  let cancelled = false;
-  const spawned = new Map<string, (readonly [string, string])[]>();
-  for await (const record of readLedger(ledgerPath)) {
-    switch (record.type) {
-      case 'run':
-        cancelled = false;
-        mode = record.mode;
-        startedAt ??= record.at;
-        finishedAt = null;
-        exitCode = null;
-        break;
-      case 'run-end':
-        finishedAt = record.at;
-        exitCode = record.exitCode;
-        break;
-      case 'plan':
-        // Phases keep the place they were first planned in; a later plan updates their totals.
-        for (const phase of record.phases)
-          phases.set(phase.name, { kind: phase.kind, total: phase.total });
-        break;
-      case 'phase':
-        phases.set(record.phase, { kind: record.kind, total: record.total });
-        break;
-      case 'start': {
-        const task = known.get(record.task);
-        if (task?.state === 'succeeded') break;
-        known.set(record.task, {
-          ...(task ?? blank(record.phase)),
-          state: 'running',
-          attempts: Math.max(task?.attempts ?? 0, record.attempt),
-          startedAt: record.at,
-          finishedAt: null,
-          worker: record.worker,
-        });
-        break;
-      }
-      case 'end': {
-        const task = known.get(record.task);
-        if (task?.state === 'succeeded') break;
-        known.set(record.task, {
-          phase: record.phase,
-          command: record.command,
-          state: record.state === 'failed' && !record.final ? 'queued' : record.state,
-          final: record.final,
-          attempts: Math.max(task?.attempts ?? 0, record.attempt),
-          exitCode: record.exitCode,
-          failure: record.failure,
-          reason: record.reason,
-          startedAt: record.startedAt,
-          finishedAt: record.finishedAt,
-          worker: record.worker,
-          errorTail: record.errorTail,
-          logs: record.logs,
-        });
-        break;
-      }
-      case 'cancel':
-        cancelled = true;
-        break;
-      case 'spawn': {
-        const list = spawned.get(record.phase) ?? [];
-        for (const task of record.tasks) list.push(task);
-        spawned.set(record.phase, list);
-        break;
-      }
-      case 'phase-end':
-        break;
-    }
-  }
+  const active = await isRunActive(stateDir, run);
+  const fold = new StatusFold();
+  await replayLedger(ledgerPath, [plannedPhasesVisitor(fold.phases), fold.visitor, ...also]);
+  const { phases, known, spawned, mode, startedAt, finishedAt, exitCode, cancelled } = fold;
   // Without a live tasker nothing runs in local mode: its unfinished tasks wait for a resume.
   const nothingRuns = !active && mode === 'local';
   const tasks: TaskStatus[] = [];
@@ -220,15 +223,13 @@ export async function runStatus(stateDir: string, run: string): Promise<RunStatu
       ? 'cancelled'
       : out && exitCode === 0
         ? 'waiting'
-        : cancelled
-          ? 'cancelled'
-          : exitCode === 0
-            ? 'succeeded'
-            : exitCode === 1
-              ? 'failed'
-              : exitCode === null || exitCode === 130
-                ? 'interrupted'
-                : 'error';
+        : exitCode === 0
+          ? 'succeeded'
+          : exitCode === 1
+            ? 'failed'
+            : exitCode === null || exitCode === 130
+              ? 'interrupted'
+              : 'error';
   return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks };
 }
 
@@ -250,12 +251,11 @@ async function* withSpawned(
   for (const [id, command] of spawned) yield { id, command };
 }
 
-function blank(phase: string): Known {
+function blank(phase: string): KnownTask {
   return {
     phase,
     command: null,
     state: 'queued',
-    final: false,
     attempts: 0,
     exitCode: null,
     failure: null,
@@ -266,83 +266,4 @@ function blank(phase: string): Known {
     errorTail: '',
     logs: null,
   };
-}
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths =
-    rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) =>
-          column === 0 || column === 1
-            ? cell.padEnd(widths[column] ?? 0)
-            : cell.padStart(widths[column] ?? 0),
-        )
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
-/** The columns of the phase table, in `tasker status` and the report. */
-export const PHASE_COLUMNS = [
-  'phase',
-  'kind',
-  'total',
-  'succeeded',
-  'failed',
-  'running',
-  'queued',
-  'retried',
-  'ETA',
-];
-
-/** A phase's row of the phase table. */
-export function phaseCells(phase: PhaseStatus): string[] {
-  return [
-    phase.name,
-    phase.kind,
-    String(phase.total),
-    String(phase.succeeded),
-    String(phase.failed),
-    String(phase.running),
-    String(phase.queued + phase.cancelled),
-    String(phase.retried),
-    phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
-  ];
-}
-
-/** The human form of `tasker status`. */
-export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
-  const when = status.startedAt
-    ? `, started ${status.startedAt.replace('T', ' ').slice(0, 19)} UTC`
-    : '';
-  const lines = [
-    `run ${status.run}: ${status.state} (${status.mode ?? 'unknown'} mode${when})`,
-    '',
-  ];
-  lines.push(table([PHASE_COLUMNS, ...status.phases.map(phaseCells)]));
-  const failed = status.tasks.filter((task) => task.state === 'failed');
-  if (onlyFailed) {
-    lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);
-    for (const task of failed) {
-      lines.push(
-        `  ${task.id} [${task.phase}] ${task.failure ?? 'failed'}: ${task.reason ?? 'failed'} after ${task.attempts} attempt(s): ${task.command}`,
-      );
-      const tail = task.errorTail.trimEnd();
-      if (tail)
-        lines.push(
-          ...tail
-            .split('\n')
-            .slice(-5)
-            .map((line) => `    | ${line}`),
-        );
-      if (task.logs)
-        lines.push(
-          `    log: ${task.logs.stderr.file} (bytes ${task.logs.stderr.start}-${task.logs.stderr.end})`,
-        );
-    }
-  }
-  return `${lines.join('\n')}\n`;
 }

@@ -1,8 +1,9 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
 import { InfraError } from '../../shared/errors.js';
+import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
-import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
+import type { TaskMessage, TaskResult } from '../../shared/protocol.js';
 import { sign } from '../../shared/signing.js';
 import {
   declareResultsQueue,
@@ -488,23 +489,12 @@ function deadLetterResult(
       : event.reason === 'rejected'
         ? 'rejected by a worker (see the worker log: bad message or signature)'
         : `dead-lettered by the broker (${event.reason})`;
-  return {
-    v: PROTOCOL_VERSION,
-    run: event.task.run,
-    phase: event.task.phase,
-    task: event.task.task,
-    attempt: event.task.attempt,
-    state: 'failed',
+  return failedResult(event.task, {
     failure: event.reason === 'rejected' ? 'rejected' : 'lost',
     reason,
     worker: '',
     host: '',
     startedAt: now,
     finishedAt: now,
-    exitCode: null,
-    signal: null,
-    stdoutTail: '',
-    stderrTail: '',
-    logs: null,
-  };
+  });
 }

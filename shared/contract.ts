@@ -1,0 +1,23 @@
+/**
+ * The constants of the message contract. The schemas (schemas.ts) are built from them and
+ * protocol.ts re-exports them, so that neither of those two modules imports the other.
+ */
+
+/** The version every message carries in `v`; a peer refuses a message of another version. */
+export const PROTOCOL_VERSION = 1;
+
+/** Why an attempt failed. */
+export const FAILURE_CLASSES = [
+  'exit', // the command exited non-zero
+  'signal', // the command was killed by a signal nobody in Warren sent
+  'timeout', // Warren killed it after --timeout
+  'oom', // the kernel's OOM killer killed it
+  'upload', // the command succeeded but its outputs could not be uploaded
+  'lost', // the worker (or its slot) died while running it
+  'rejected', // the message was refused (bad shape, bad signature)
+  'infra', // the worker could not run it (its disk or state directory failed); retried
+] as const;
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+/** A run id: letters, digits, `.`, `_`, `-`; safe in file and queue names. */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -1,0 +1,81 @@
+import { formatDuration } from '../../shared/duration.js';
+import type { PhaseStatus, RunStatus } from './status.js';
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths =
+    rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) =>
+          column === 0 || column === 1
+            ? cell.padEnd(widths[column] ?? 0)
+            : cell.padStart(widths[column] ?? 0),
+        )
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** The columns of the phase table, in `tasker status` and the report. */
+export const PHASE_COLUMNS = [
+  'phase',
+  'kind',
+  'total',
+  'succeeded',
+  'failed',
+  'running',
+  'queued',
+  'retried',
+  'ETA',
+];
+
+/** A phase's row of the phase table. */
+export function phaseCells(phase: PhaseStatus): string[] {
+  return [
+    phase.name,
+    phase.kind,
+    String(phase.total),
+    String(phase.succeeded),
+    String(phase.failed),
+    String(phase.running),
+    String(phase.queued + phase.cancelled),
+    String(phase.retried),
+    phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
+  ];
+}
+
+/** The human form of `tasker status`. */
+export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
+  const when = status.startedAt
+    ? `, started ${status.startedAt.replace('T', ' ').slice(0, 19)} UTC`
+    : '';
+  const lines = [
+    `run ${status.run}: ${status.state} (${status.mode ?? 'unknown'} mode${when})`,
+    '',
+  ];
+  lines.push(table([PHASE_COLUMNS, ...status.phases.map(phaseCells)]));
+  const failed = status.tasks.filter((task) => task.state === 'failed');
+  if (onlyFailed) {
+    lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);
+    for (const task of failed) {
+      lines.push(
+        `  ${task.id} [${task.phase}] ${task.failure ?? 'failed'}: ${task.reason ?? 'failed'} after ${task.attempts} attempt(s): ${task.command}`,
+      );
+      const tail = task.errorTail.trimEnd();
+      if (tail)
+        lines.push(
+          ...tail
+            .split('\n')
+            .slice(-5)
+            .map((line) => `    | ${line}`),
+        );
+      if (task.logs)
+        lines.push(
+          `    log: ${task.logs.stderr.file} (bytes ${task.logs.stderr.start}-${task.logs.stderr.end})`,
+        );
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
