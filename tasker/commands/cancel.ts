@@ -1,15 +1,12 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { Broker } from '../../shared/broker.js';
 import type { Config } from '../../shared/config.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
-import { NAMES, resultsQueue } from '../../shared/topology.js';
-import { encodeControl } from '../../shared/wire.js';
 import { LedgerWriter } from '../ledger/ledger.js';
+import { openTransport } from '../transports/openTransport.js';
 
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {
@@ -40,26 +37,22 @@ export async function cancelRun(config: Config, run: string, log: Logger): Promi
   if (taskerRunning)
     writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
 
+  // Workers are told through the transport (a local one has nobody to tell: its tasker reads
+  // the request file).
+  const { transport } = await openTransport(config, {
+    run,
+    log,
+    name: `warren cancel ${run}`,
+    purpose: 'control',
+  });
   let workersTold = false;
-  if (config.broker && !config.local) {
-    const broker = await Broker.connect(
-      { ...config.broker, name: `warren cancel ${run}` },
-      log,
-      [],
-    );
-    try {
-      const channel = await broker.channel();
-      const { content, options } = encodeControl({ v: PROTOCOL_VERSION, action: 'cancel', run });
-      await channel.assertExchange(NAMES.controlExchange, 'fanout', { durable: true });
-      channel.publish(NAMES.controlExchange, '', content, options);
-      // With no tasker left to collect them, results have nowhere to go; workers drop the
-      // tasks of a run whose results queue is gone.
-      if (!taskerRunning) await channel.deleteQueue(resultsQueue(run)).catch(() => {});
-      await channel.close();
-      workersTold = true;
-    } finally {
-      await broker.close();
-    }
+  try {
+    workersTold = await transport.announceCancel();
+    // With no tasker left to collect them, results have nowhere to go; workers drop the tasks
+    // of a run whose results queue is gone. (A running tasker does this itself.)
+    if (!taskerRunning) await transport.finish('cancelled');
+  } finally {
+    await transport.close();
   }
 
   if (!taskerRunning) {

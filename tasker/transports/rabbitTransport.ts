@@ -1,23 +1,13 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
-import type { Config } from '../../shared/config.js';
+import { cancelMessage, listenToControl, sendControl } from '../../shared/control.js';
 import { InfraError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
 import { sign } from '../../shared/signing.js';
-import {
-  declareResultsQueue,
-  declareTopology,
-  NAMES,
-  resultsQueue,
-} from '../../shared/topology.js';
-import {
-  decodeControl,
-  decodeResultsMessage,
-  encodeTask,
-  type ResultsEvent,
-} from '../../shared/wire.js';
-import type { Transport, TransportListener } from './transport.js';
+import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared/topology.js';
+import { decodeResultsMessage, encodeTask, type ResultsEvent } from '../../shared/wire.js';
+import type { RunEnd, Transport, TransportListener } from './transport.js';
 
 export interface RabbitTransportOptions {
   readonly broker: BrokerOptions;
@@ -31,25 +21,18 @@ export interface RabbitTransportOptions {
   /** Signs every task (HMAC-SHA256) when set. */
   readonly signingKey?: string | undefined;
   /** Called when a `cancel` for this run comes over the control exchange. */
-  readonly onCancel?: () => void;
-}
-
-/** The transport options a tasker command takes from its configuration. */
-export function rabbitOptions(
-  config: Config & { broker: BrokerOptions },
-  run: string,
-  log: Logger,
-  name: string,
-): RabbitTransportOptions {
-  return {
-    broker: { ...config.broker, name },
-    run,
-    queue: config.queue,
-    deliveryLimit: config.deliveryLimit,
-    window: config.publishWindow,
-    log,
-    signingKey: config.signingKey,
-  };
+  readonly onCancel?: (() => void) | undefined;
+  /**
+   * Leave the run's results in its queue for `tasker collect` (a `send --no-wait` run): read
+   * none, and keep the queue when the run finishes. @defaultValue false
+   */
+  readonly leaveResults?: boolean | undefined;
+  /**
+   * `run` (the default) declares the topology and the run's results queue, publishes tasks and
+   * reads results; `control` only connects, for `tasker cancel`: it declares nothing (a run
+   * that is over must not get its results queue back), so it cannot take tasks.
+   */
+  readonly purpose?: 'run' | 'control';
 }
 
 /** Results taken from the run's queue before their ledger lines are written and acked. */
@@ -116,16 +99,18 @@ export class RabbitTransport implements Transport {
     return transport;
   }
 
-  listen(listener: TransportListener, options: { readonly results?: boolean } = {}): void {
+  listen(listener: TransportListener): void {
     this.listener = listener;
     if (this.failure) listener.fatal(this.failure);
-    if (options.results !== false && !this.consuming) {
+    if (!this.options.leaveResults && this.options.purpose !== 'control' && !this.consuming) {
       this.consuming = true;
       if (this.model) void this.consume(this.model).catch((error: unknown) => this.fail(error));
     }
   }
 
   async submit(task: TaskMessage): Promise<void> {
+    if (this.options.purpose === 'control')
+      throw new Error('a RabbitTransport opened for control takes no tasks');
     // Nothing outstanding: a phase starts (or a serial step): ramp up again from the start.
     if (this.unconfirmed.size + this.republish.length === 0)
       this.window = Math.min(FIRST_WINDOW, this.options.window);
@@ -176,6 +161,39 @@ export class RabbitTransport implements Transport {
     }
     this.closing = true;
     await this.broker?.close();
+  }
+
+  /** Publishes a `cancel` of the run on the control exchange, for the workers. */
+  async announceCancel(): Promise<boolean> {
+    const model = this.model;
+    if (!model) return false;
+    const channel = await model.createChannel();
+    try {
+      await sendControl(channel, cancelMessage(this.options.run));
+    } finally {
+      await channel.close().catch(() => {});
+    }
+    return true;
+  }
+
+  /**
+   * A finished run needs its results queue no more, nor does a cancelled one (workers drop the
+   * tasks of a run whose queue is gone); an interrupted one keeps it for the resume, and a run
+   * that leaves its results for `tasker collect` keeps it unless cancelled.
+   */
+  async finish(end: RunEnd): Promise<void> {
+    if (end === 'cancelled') {
+      await this.deleteResultsQueue({ force: true });
+    } else if (end === 'finished' && !this.options.leaveResults) {
+      // Every phase that ran passed its barrier: each task published has a final outcome in
+      // the ledger, and no attempt is published after that. Whatever is left is of an attempt
+      // recorded already (kept in memory for a million tasks, this check would cost ~25 MB).
+      const left = await this.deleteResultsQueue({ redundant: () => true });
+      if (left > 0)
+        this.options.log.warn(
+          `kept results queue \`${this.resultsQueue}\`: ${left} message(s) still in it`,
+        );
+    }
   }
 
   /** Messages ready in the run's results queue (0 when it cannot be checked). */
@@ -254,6 +272,10 @@ export class RabbitTransport implements Transport {
     model.on('close', () => {
       if (this.model === model) this.model = undefined;
     });
+    if (this.options.purpose === 'control') {
+      this.model = model;
+      return;
+    }
     const setup = await model.createChannel();
     setup.on('error', () => {});
     await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
@@ -281,7 +303,15 @@ export class RabbitTransport implements Transport {
         );
       }, 1000);
     });
-    if (this.options.onCancel) await this.listenForCancel(model);
+    const onCancel = this.options.onCancel;
+    if (onCancel) {
+      // Hears `tasker cancel` for this run, given from anywhere that reaches the broker.
+      await listenToControl(model, {
+        message: (message) => {
+          if (message.action === 'cancel' && message.run === this.options.run) onCancel();
+        },
+      });
+    }
     this.model = model;
     this.publisher = publisher;
     if (this.consuming) await this.consume(model);
@@ -293,28 +323,6 @@ export class RabbitTransport implements Transport {
       );
     for (const task of again) this.publish(publisher, task);
     this.wake();
-  }
-
-  /** Hears `tasker cancel` for this run, given from anywhere that reaches the broker. */
-  private async listenForCancel(model: ChannelModel): Promise<void> {
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, NAMES.controlExchange, '');
-    await channel.consume(
-      queue,
-      (message) => {
-        if (!message) return;
-        const decoded = decodeControl(message);
-        if (
-          decoded.ok &&
-          decoded.value.action === 'cancel' &&
-          decoded.value.run === this.options.run
-        )
-          this.options.onCancel?.();
-      },
-      { noAck: true },
-    );
   }
 
   private publish(channel: ConfirmChannel, task: TaskMessage): boolean {
