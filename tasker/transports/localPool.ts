@@ -30,6 +30,8 @@ export class LocalPool implements Transport {
   private listener: TransportListener | undefined;
   /** Submitters waiting for room: the main loop and, at times, a retry. */
   private room: (() => void)[] = [];
+  /** Cancelled: takes no more tasks (as a broker transport, which publishes no more). */
+  private interrupted = false;
 
   constructor(options: LocalPoolOptions) {
     this.description = `local pool, ${options.slots} slot${options.slots === 1 ? '' : 's'}`;
@@ -62,6 +64,9 @@ export class LocalPool implements Transport {
 
   async submit(task: TaskMessage): Promise<void> {
     if (!this.listener) throw new Error('LocalPool.listen() must be called before submit()');
+    // Submitted after an interrupt (a task spawned by one that just ended): it stays unrun and
+    // unrecorded, and a resume runs it.
+    if (this.interrupted) return;
     this.pool.add({ task });
     while (this.pool.waiting >= this.pool.size) {
       await new Promise<void>((resolve) => {
@@ -71,6 +76,7 @@ export class LocalPool implements Transport {
   }
 
   async cancel(): Promise<void> {
+    this.interrupted = true;
     this.pool.dropWaiting();
     this.wake();
     await this.pool.stopAll();

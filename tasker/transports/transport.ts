@@ -42,7 +42,8 @@ export interface Transport {
   submit(task: TaskMessage): Promise<void>;
   /**
    * The tasker is being interrupted: a local transport stops its running tasks (their results
-   * say `cancelled`) and drops those not started; a broker leaves them to the workers.
+   * say `cancelled`) and drops those not started; a broker leaves them to the workers. Either
+   * way it takes no more tasks: one submitted afterwards stays unrun, and a resume runs it.
    */
   cancel(): Promise<void>;
   /**
