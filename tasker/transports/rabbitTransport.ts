@@ -7,6 +7,7 @@ import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../share
 import { sign } from '../../shared/signing.js';
 import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared/topology.js';
 import { decodeResultsMessage, encodeTask, type ResultsEvent } from '../../shared/wire.js';
+import { type DeleteOptions, deleteResultsQueue, resultsWaiting } from './resultsQueue.js';
 import type { RunEnd, Transport, TransportListener } from './transport.js';
 
 export interface RabbitTransportOptions {
@@ -198,73 +199,24 @@ export class RabbitTransport implements Transport {
 
   /** Messages ready in the run's results queue (0 when it cannot be checked). */
   async waiting(): Promise<number> {
-    const model = this.model;
-    if (!model) return 0;
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      return (await channel.checkQueue(this.resultsQueue)).messageCount;
-    } catch {
-      return 0;
-    } finally {
-      await channel.close().catch(() => {});
-    }
+    return this.model ? await resultsWaiting(this.model, this.resultsQueue) : 0;
   }
 
   /**
-   * Deletes the run's results queue if nothing the run lacks is left in it; returns how many
-   * messages keep it alive otherwise.
-   *
-   * Messages can be left that the run has: results acknowledged just before the consumer
-   * closed, whose acks a quorum queue had not applied yet (seen at the end of bursts of short
-   * tasks: up to 64 of 2,000), late duplicates, started notices. Each one left is read and
-   * given to `redundant`; the queue goes if all are, and is kept whole (nothing acknowledged)
-   * if any is not.
+   * Stops reading results and deletes the run's results queue if nothing the run lacks is
+   * left in it (see `deleteResultsQueue` of resultsQueue.ts); returns how many messages keep
+   * it alive otherwise, -1 when it could not be checked.
    */
-  async deleteResultsQueue(
-    options: { force?: boolean; redundant?: (event: ResultsEvent) => boolean } = {},
-  ): Promise<number> {
+  async deleteResultsQueue(options: DeleteOptions = {}): Promise<number> {
     const model = this.model;
     if (!model) return -1;
     this.closing = true;
     await this.consumer?.close().catch(() => {});
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      const { messageCount } = await channel.checkQueue(this.resultsQueue);
-      if (messageCount > 0 && !options.force) {
-        const needed = await this.unrecorded(channel, options.redundant ?? (() => false));
-        if (needed > 0) return needed;
-      }
-      // Quorum queues refuse `if-empty` (closing the connection), hence check, then delete:
-      // what could slip in between is a late duplicate of a result the run already has.
-      await channel.deleteQueue(this.resultsQueue);
-      return 0;
-    } catch {
-      return -1;
-    } finally {
-      await channel.close().catch(() => {});
-    }
-  }
-
-  /** Reads what is left in the results queue: how many messages the run does not have. */
-  private async unrecorded(
-    channel: Channel,
-    redundant: (event: ResultsEvent) => boolean,
-  ): Promise<number> {
-    let needed = 0;
-    let read = 0;
-    for (;;) {
-      const message = await channel.get(this.resultsQueue, { noAck: false });
-      if (!message) break;
-      read++;
-      if (!redundant(decodeResultsMessage(message, this.options.signingKey))) needed++;
-    }
-    this.options.log.debug(
-      `${read} message(s) left in \`${this.resultsQueue}\`, ${needed} of them not recorded`,
-    );
-    // Unacknowledged, they all go back to the queue when the channel closes (if it is kept).
-    return needed;
+    return deleteResultsQueue(model, this.resultsQueue, {
+      ...options,
+      signingKey: this.options.signingKey,
+      log: this.options.log,
+    });
   }
 
   private async onConnect(model: ChannelModel): Promise<void> {
