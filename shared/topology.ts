@@ -77,9 +77,7 @@ export async function declareTopology(
     .catch((e) => explain(e, `queue \`${NAMES.deadQueue}\``));
   // A headers binding with no headers takes every dead letter.
   await channel.bindQueue(NAMES.deadQueue, NAMES.deadExchange, '', {});
-  await channel
-    .assertExchange(NAMES.controlExchange, 'fanout', { durable: true })
-    .catch((e) => explain(e, `exchange \`${NAMES.controlExchange}\``));
+  await declareControlExchange(channel);
   await channel
     .assertExchange(NAMES.resultsExchange, 'direct', { durable: true })
     .catch((e) => explain(e, `exchange \`${NAMES.resultsExchange}\``));
@@ -93,6 +91,16 @@ export async function declareTopology(
       },
     })
     .catch((e) => explain(e, `task queue \`${taskQueue}\``));
+}
+
+/**
+ * Declares the fanout exchange of control messages (cancel a run, drain workers), idempotently:
+ * `tasker cancel` may be the first to speak to a broker that no tasker has set up.
+ */
+export async function declareControlExchange(channel: Channel): Promise<void> {
+  await channel
+    .assertExchange(NAMES.controlExchange, 'fanout', { durable: true })
+    .catch((e) => explain(e, `exchange \`${NAMES.controlExchange}\``));
 }
 
 /**

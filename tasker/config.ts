@@ -202,6 +202,28 @@ export function loadBrokerCommandConfig(
   });
 }
 
+/** What `tasker collect` reads: a broker command's, and the key dead-lettered tasks are checked with. */
+export interface CollectConfig extends BrokerCommandConfig {
+  /**
+   * Key the run's tasks were signed with: with it, only the tasker's own signed tasks that the
+   * broker dead-lettered count as the run's (`rejected` or `lost`).
+   * @defaultValue none (`WARREN_SIGNING_KEY`)
+   */
+  readonly signingKey: string | undefined;
+}
+
+/** Reads what `tasker collect` needs. */
+export function loadCollectConfig(
+  flags: TaskerFlags,
+  env: Environment = process.env,
+  cwd = process.cwd(),
+): CollectConfig {
+  return Object.freeze({
+    ...loadBrokerCommandConfig(flags, env, cwd),
+    signingKey: loadSigningKey(env),
+  });
+}
+
 /** Reads what `tasker run`, `send` and `once` need. Throws InputError on a bad value. */
 export function loadRunConfig(
   flags: TaskerFlags,

@@ -1,15 +1,12 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import lockfile from 'proper-lockfile';
-import { Broker } from '../../shared/broker.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
-import { NAMES, resultsQueue } from '../../shared/topology.js';
-import { encodeControl } from '../../shared/wire.js';
 import type { BrokerCommandConfig } from '../config.js';
 import { LedgerWriter } from '../ledger/ledger.js';
 import { isRunActive, lockOptions } from '../ledger/runLock.js';
+import { openTransport, usesBroker } from '../transports/openTransport.js';
 
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {
@@ -41,25 +38,23 @@ export async function cancelRun(
   if (taskerRunning)
     writeFileSync(statePaths.cancelRequest(config.stateDir, run), `${new Date().toISOString()}\n`);
 
+  // Workers are told through the transport (without a broker there is nobody to tell: a local
+  // tasker reads the request file).
   let workersTold = false;
-  if (config.broker) {
-    const broker = await Broker.connect(
-      { ...config.broker, name: `warren cancel ${run}` },
+  if (usesBroker(config)) {
+    const { transport } = await openTransport(config, {
+      run,
       log,
-      [],
-    );
+      name: `warren cancel ${run}`,
+      purpose: 'control',
+    });
     try {
-      const channel = await broker.channel();
-      const { content, options } = encodeControl({ v: PROTOCOL_VERSION, action: 'cancel', run });
-      await channel.assertExchange(NAMES.controlExchange, 'fanout', { durable: true });
-      channel.publish(NAMES.controlExchange, '', content, options);
-      // With no tasker left to collect them, results have nowhere to go; workers drop the
-      // tasks of a run whose results queue is gone.
-      if (!taskerRunning) await channel.deleteQueue(resultsQueue(run)).catch(() => {});
-      await channel.close();
-      workersTold = true;
+      workersTold = await transport.announceCancel();
+      // With no tasker left to collect them, results have nowhere to go; workers drop the tasks
+      // of a run whose results queue is gone. (A running tasker does this itself.)
+      if (!taskerRunning) await transport.finish('cancelled');
     } finally {
-      await broker.close();
+      await transport.close();
     }
   }
 

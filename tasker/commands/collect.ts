@@ -4,14 +4,14 @@ import { EXIT, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
-import type { BrokerCommandConfig } from '../config.js';
+import type { CollectConfig } from '../config.js';
 import { endRecordOf, type PhasePlan } from '../dispatch/dispatcher.js';
 import { readSpool } from '../jobs/spool.js';
 import { type PlannedPhase, plannedPhasesVisitor } from '../ledger/plannedPhases.js';
 import { replayLedger } from '../ledger/replay.js';
 import type { RunMemory } from '../ledger/runMemory.js';
 import { openSession } from '../ledger/session.js';
-import { RabbitTransport, rabbitOptions } from '../transports/rabbitTransport.js';
+import { openTransport, usesBroker } from '../transports/openTransport.js';
 
 /** How long the results queue must stay empty before `collect` (without --wait) stops. */
 const QUIET_MS = 1500;
@@ -71,13 +71,12 @@ export interface Collected {
  * task has a result. Retries nothing: `tasker send` of the same file again does that.
  */
 export async function collectRun(
-  config: BrokerCommandConfig,
+  config: CollectConfig,
   run: string,
   log: Logger,
   wait: boolean,
 ): Promise<Collected> {
-  const broker = config.broker;
-  if (!broker) {
+  if (!usesBroker(config)) {
     throw new InputError(
       'NO_BROKER',
       'tasker collect needs the broker the run was sent to (RABBITMQ_URL)',
@@ -85,9 +84,7 @@ export async function collectRun(
   }
   if (!existsSync(statePaths.ledger(config.stateDir, run)))
     throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${config.stateDir}\``);
-  const transport = await RabbitTransport.open(
-    rabbitOptions({ ...config, broker }, run, log, `warren collect ${run}`),
-  );
+  const { transport } = await openTransport(config, { run, log, name: `warren collect ${run}` });
   let session: Awaited<ReturnType<typeof openSession>>['session'];
   let plans: PhasePlan[];
   try {
@@ -164,7 +161,7 @@ export async function collectRun(
     exitCode = failed + failedBefore > 0 ? EXIT.TASKS_FAILED : EXIT.OK;
     // Nothing is pending: whatever is left in the queue (a late duplicate, a result whose ack
     // the broker had not applied yet) is of an attempt already recorded.
-    if (pending.size === 0) await transport.deleteResultsQueue({ redundant: () => true });
+    if (pending.size === 0) await transport.finish('finished');
     log.info(
       `collected ${succeeded + failed} result(s) of run ${run} in ${formatDuration(Date.now() - started)}: ${succeeded} succeeded, ${failed} failed; ${pending.size} still out${pending.size > 0 ? ` (run \`tasker collect --run-id ${run}\` again later, or with --wait)` : ''}`,
     );

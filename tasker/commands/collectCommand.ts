@@ -1,5 +1,5 @@
 import { checkDirectory } from '../../shared/dirs.js';
-import { loadBrokerCommandConfig, type TaskerFlags } from '../config.js';
+import { loadCollectConfig, type TaskerFlags } from '../config.js';
 import { latestRun } from '../ledger/session.js';
 import { taskerLogger } from './taskerLog.js';
 
@@ -7,7 +7,7 @@ import { taskerLogger } from './taskerLog.js';
 export async function collectCommand(
   flags: TaskerFlags & { readonly wait?: boolean; readonly json?: boolean },
 ): Promise<number> {
-  const config = loadBrokerCommandConfig(flags);
+  const config = loadCollectConfig(flags);
   checkDirectory(config.workdir, 'working directory');
   const log = await taskerLogger(config);
   const run = config.runId ?? (await latestRun(config.stateDir));

@@ -8,9 +8,8 @@ import { resultsQueue } from '../../shared/topology.js';
 import type { RunConfig } from '../config.js';
 import { Dispatcher, type PhasePlan, type PhaseSummary } from '../dispatch/dispatcher.js';
 import { newRunId, openSession } from '../ledger/session.js';
-import { LocalPool } from '../transports/localPool.js';
-import type { RabbitTransport } from '../transports/rabbitTransport.js';
-import type { Transport } from '../transports/transport.js';
+import { localPool, openTransport } from '../transports/openTransport.js';
+import type { RunEnd } from '../transports/transport.js';
 
 /** What `tasker run`, `send` and `once` ask for: a command line to record and a plan. */
 export interface RunRequest {
@@ -20,53 +19,6 @@ export interface RunRequest {
   readonly plan: (run: string) => Promise<PhasePlan[]>;
   /** Publish and return, without waiting for results (`tasker send --no-wait`). */
   readonly noWait?: boolean;
-}
-
-interface Transports {
-  readonly parallel: Transport;
-  readonly serial: Transport;
-  /** Why this mode: `no broker configured`, `--local`, `RABBITMQ_URL`. */
-  readonly why: string;
-  /** The broker transport, when there is one. */
-  readonly rabbit: RabbitTransport | undefined;
-}
-
-async function transportsFor(
-  config: RunConfig,
-  run: string,
-  log: Logger,
-  onCancel: () => void,
-): Promise<Transports> {
-  const onShellError = (line: string) => log.warn(`task shell: ${line}`);
-  const pool = (slots: number, prefix: string) =>
-    new LocalPool({
-      slots,
-      prefix,
-      workdir: config.workdir,
-      stateDir: config.stateDir,
-      killGraceMs: config.killGraceMs,
-      env: config.taskEnv,
-      onShellError,
-      s3: config.s3,
-    });
-  const serial = pool(1, 'tasker');
-  if (config.broker && !config.local) {
-    // Connect before anything is recorded: an unreachable broker leaves no half-made run.
-    // (Loaded here, as the live view and the progress bars below: a local run's start does
-    // not pay for amqplib and the message schemas.)
-    const { RabbitTransport, rabbitOptions } = await import('../transports/rabbitTransport.js');
-    const rabbit = await RabbitTransport.open({
-      ...rabbitOptions({ ...config, broker: config.broker }, run, log, `warren tasker ${run}`),
-      onCancel,
-    });
-    return { parallel: rabbit, serial, why: 'broker configured', rabbit };
-  }
-  return {
-    parallel: pool(config.slots, 'local'),
-    serial,
-    why: config.local ? '--local' : 'no broker configured',
-    rabbit: undefined,
-  };
 }
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
@@ -119,7 +71,18 @@ export async function runPhases(
   // `tasker cancel` reaches a running tasker two ways: a request file in the run's directory
   // (checked every second) and, with a broker, a message on the control exchange.
   let cancel = () => {};
-  const transports = await transportsFor(config, run, log, () => cancel());
+  // Connect before anything is recorded: an unreachable broker leaves no half-made run. (The
+  // live view and the progress bars below load as late: a local run's start does not pay for
+  // what it does not use.)
+  const { transport: parallel, why } = await openTransport(config, {
+    run,
+    log: log.child({ run }),
+    name: `warren tasker ${run}`,
+    onCancel: () => cancel(),
+    // A `--no-wait` run publishes and leaves: its results stay queued for `tasker collect`.
+    leaveResults: request.noWait,
+  });
+  const transports = { parallel, serial: localPool(config, log, { slots: 1, prefix: 'tasker' }) };
   let opened: Awaited<ReturnType<typeof openSession>>;
   try {
     opened = await openSession({
@@ -154,7 +117,7 @@ export async function runPhases(
     }
   }
   runLog.info(
-    `${session.resumed ? 'resuming' : 'started'} run ${run}: ${transports.parallel.mode} mode, ${transports.parallel.description} (${transports.why}); ${plural(plans.length, 'phase')}`,
+    `${session.resumed ? 'resuming' : 'started'} run ${run}: ${transports.parallel.mode} mode, ${transports.parallel.description} (${why}); ${plural(plans.length, 'phase')}`,
   );
   const progress =
     isReadable(config.logFormat) && plans.length > 0
@@ -243,23 +206,14 @@ export async function runPhases(
     removeHandlers();
     clearInterval(cancelWatch);
     rmSync(cancelFile, { force: true });
-    // A finished or cancelled run needs its results queue no more (workers drop the tasks of a
-    // run whose queue is gone); an interrupted one keeps it for the resume.
-    if (transports.rabbit && cancelled) await transports.rabbit.deleteResultsQueue({ force: true });
-    else if (
-      transports.rabbit &&
-      !request.noWait &&
-      (exitCode === EXIT.OK || exitCode === EXIT.TASKS_FAILED)
-    ) {
-      // Every phase that ran passed its barrier: each task published has a final outcome in
-      // the ledger, and no attempt is published after that. Whatever is left is of an attempt
-      // recorded already (kept in memory for a million tasks, this check would cost ~25 MB).
-      const left = await transports.rabbit.deleteResultsQueue({ redundant: () => true });
-      if (left > 0)
-        runLog.warn(
-          `kept results queue \`${transports.rabbit.resultsQueue}\`: ${left} message(s) still in it`,
-        );
-    }
+    // Finished: every phase that ran passed its barrier, its tasks succeeded or failed. An
+    // error or a signal stopped it half-way otherwise: it is interrupted, and can be resumed.
+    const end: RunEnd = cancelled
+      ? 'cancelled'
+      : exitCode === EXIT.OK || exitCode === EXIT.TASKS_FAILED
+        ? 'finished'
+        : 'interrupted';
+    await transports.parallel.finish(end);
     await Promise.all([transports.parallel.close(), transports.serial.close()]);
     await session.close(exitCode);
     view?.close();

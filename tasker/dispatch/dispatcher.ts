@@ -378,8 +378,7 @@ class PhaseRun {
         this.wake();
       },
     };
-    // A `--no-wait` phase publishes and leaves: its results stay queued for `tasker collect`.
-    this.transport.listen(listener, { results: !this.publishOnly() });
+    this.transport.listen(listener);
   }
 
   private publishOnly(): boolean {

@@ -1,10 +1,6 @@
-import { hostname } from 'node:os';
-import { Launcher } from '../../exec/launcher.js';
-import { OomCounter } from '../../exec/oom.js';
-import { runTask, type TaskContext, uploadsFor } from '../../exec/runTask.js';
-import { SlotLog } from '../../exec/slotLog.js';
+import { SlotPool } from '../../exec/slotPool.js';
 import type { S3Settings } from '../../shared/config/s3.js';
-import type { TaskMessage, TaskResult } from '../../shared/protocol.js';
+import type { TaskMessage } from '../../shared/protocol.js';
 import type { Transport, TransportListener } from './transport.js';
 
 export interface LocalPoolOptions {
@@ -23,42 +19,43 @@ export interface LocalPoolOptions {
 }
 
 /**
- * The embedded transport: `slots` shells on this machine running tasks through the same
- * `runTask` as a worker. Holds at most one waiting task per slot, so reading a phase of a
- * million lines costs no memory.
+ * The embedded transport: `slots` shells on this machine running tasks through the same slot
+ * pool as a worker. Holds at most one waiting task per slot, so reading a phase of a million
+ * lines costs no memory.
  */
 export class LocalPool implements Transport {
   readonly mode = 'local';
   readonly description: string;
-  private readonly idle: TaskContext[];
-  private readonly busy = new Set<TaskContext>();
-  private readonly queue: TaskMessage[] = [];
-  private readonly capacity: number;
+  private readonly pool: SlotPool<{ readonly task: TaskMessage }>;
   private listener: TransportListener | undefined;
   /** Submitters waiting for room: the main loop and, at times, a retry. */
   private room: (() => void)[] = [];
-  private drained: (() => void) | undefined;
+  /** Cancelled: takes no more tasks (as a broker transport, which publishes no more). */
+  private interrupted = false;
 
   constructor(options: LocalPoolOptions) {
-    const host = hostname();
-    const oom = OomCounter.locate();
-    const prefix = options.prefix ?? 'local';
-    const uploads = uploadsFor(options.s3, [], options.stateDir);
-    this.capacity = options.slots;
     this.description = `local pool, ${options.slots} slot${options.slots === 1 ? '' : 's'}`;
-    this.idle = Array.from({ length: options.slots }, (_, i) => ({
-      launcher: new Launcher({
-        env: options.env,
-        graceMs: options.killGraceMs,
-        onShellError: options.onShellError,
-      }),
-      workdir: options.workdir,
-      log: new SlotLog(options.stateDir, `${prefix}-${i + 1}`),
-      worker: `${prefix}-${i + 1}`,
-      host,
-      oom,
-      uploads,
-    })).reverse();
+    this.pool = new SlotPool(
+      { ...options, prefix: options.prefix ?? 'local' },
+      {
+        starting: ({ task }, slot) => {
+          this.wake();
+          this.listener?.started(task.task, task.attempt, slot.worker, new Date());
+        },
+        ended: ({ task }, { result, error }) => {
+          const listener = this.listener;
+          if (!listener) return;
+          if (!result) {
+            listener.fatal(error);
+            return;
+          }
+          // Nothing to acknowledge locally, so nothing waits for the ledger's flush.
+          Promise.resolve(listener.result(result, task)).catch((failure: unknown) =>
+            listener.fatal(failure),
+          );
+        },
+      },
+    );
   }
 
   listen(listener: TransportListener): void {
@@ -66,9 +63,12 @@ export class LocalPool implements Transport {
   }
 
   async submit(task: TaskMessage): Promise<void> {
-    this.queue.push(task);
-    this.pump();
-    while (this.queue.length >= this.capacity) {
+    if (!this.listener) throw new Error('LocalPool.listen() must be called before submit()');
+    // Submitted after an interrupt (a task spawned by one that just ended): it stays unrun and
+    // unrecorded, and a resume runs it.
+    if (this.interrupted) return;
+    this.pool.add({ task });
+    while (this.pool.waiting >= this.pool.size) {
       await new Promise<void>((resolve) => {
         this.room.push(resolve);
       });
@@ -76,65 +76,36 @@ export class LocalPool implements Transport {
   }
 
   async cancel(): Promise<void> {
-    this.queue.length = 0;
+    this.interrupted = true;
+    this.pool.dropWaiting();
     this.wake();
-    const running = [...this.busy];
-    if (running.length === 0) return;
-    const settled = new Promise<void>((resolve) => {
-      this.drained = resolve;
-    });
-    await Promise.all(running.map((slot) => slot.launcher.stop('cancel')));
-    await settled;
+    await this.pool.stopAll();
+    await this.pool.idle();
   }
+
+  /** Nobody else runs a local run's tasks: its tasker hears of a cancel from the request file. */
+  async announceCancel(): Promise<boolean> {
+    return false;
+  }
+
+  /** Results are handed over as they come: none ever wait. */
+  async waiting(): Promise<number> {
+    return 0;
+  }
+
+  /** A local run keeps nothing outside its state directory. */
+  async finish(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.cancel();
-    await Promise.all(this.idle.map((slot) => slot.launcher.close()));
-    for (const slot of this.idle) slot.log.close();
-  }
-
-  private pump(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      const slot = this.idle.pop() as TaskContext;
-      const task = this.queue.shift() as TaskMessage;
-      this.busy.add(slot);
-      void this.runOn(slot, task);
-    }
-    this.wake();
+    await this.pool.close();
   }
 
   private wake(): void {
-    if (this.queue.length < this.capacity && this.room.length > 0) {
+    if (this.pool.waiting < this.pool.size && this.room.length > 0) {
       const waiting = this.room;
       this.room = [];
       for (const resolve of waiting) resolve();
-    }
-  }
-
-  private async runOn(slot: TaskContext, task: TaskMessage): Promise<void> {
-    const listener = this.listener;
-    if (!listener) throw new Error('LocalPool.listen() must be called before submit()');
-    let result: TaskResult | undefined;
-    try {
-      listener.started(task.task, task.attempt, slot.worker, new Date());
-      result = await runTask(task, slot);
-    } catch (error) {
-      listener.fatal(error);
-    }
-    // Start the slot's next task before the bookkeeping of this one: it keeps the shells busy.
-    this.busy.delete(slot);
-    this.idle.push(slot);
-    this.pump();
-    if (result) {
-      // Nothing to acknowledge locally, so nothing waits for the ledger's flush.
-      Promise.resolve(listener.result(result, task)).catch((error: unknown) =>
-        listener.fatal(error),
-      );
-    }
-    if (this.busy.size === 0 && this.drained) {
-      const drained = this.drained;
-      this.drained = undefined;
-      drained();
     }
   }
 }

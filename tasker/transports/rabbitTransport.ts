@@ -1,24 +1,15 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
+import { cancelMessage, listenToControl, sendControl } from '../../shared/control.js';
 import { InfraError } from '../../shared/errors.js';
 import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage, TaskResult } from '../../shared/protocol.js';
 import { sign } from '../../shared/signing.js';
-import {
-  declareResultsQueue,
-  declareTopology,
-  NAMES,
-  resultsQueue,
-} from '../../shared/topology.js';
-import {
-  decodeControl,
-  decodeResultsMessage,
-  encodeTask,
-  type ResultsEvent,
-} from '../../shared/wire.js';
-import type { TaskerBrokerSettings } from '../config.js';
-import type { Transport, TransportListener } from './transport.js';
+import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared/topology.js';
+import { decodeResultsMessage, encodeTask, type ResultsEvent } from '../../shared/wire.js';
+import { type DeleteOptions, deleteResultsQueue, resultsWaiting } from './resultsQueue.js';
+import type { RunEnd, Transport, TransportListener } from './transport.js';
 
 export interface RabbitTransportOptions {
   readonly broker: BrokerOptions;
@@ -32,25 +23,18 @@ export interface RabbitTransportOptions {
   /** Signs every task (HMAC-SHA256) when set. */
   readonly signingKey?: string | undefined;
   /** Called when a `cancel` for this run comes over the control exchange. */
-  readonly onCancel?: () => void;
-}
-
-/** The transport options a tasker command takes from its configuration. */
-export function rabbitOptions(
-  config: TaskerBrokerSettings & { broker: BrokerOptions; signingKey?: string | undefined },
-  run: string,
-  log: Logger,
-  name: string,
-): RabbitTransportOptions {
-  return {
-    broker: { ...config.broker, name },
-    run,
-    queue: config.queue,
-    deliveryLimit: config.deliveryLimit,
-    window: config.publishWindow,
-    log,
-    signingKey: config.signingKey,
-  };
+  readonly onCancel?: (() => void) | undefined;
+  /**
+   * Leave the run's results in its queue for `tasker collect` (a `send --no-wait` run): read
+   * none, and keep the queue when the run finishes. @defaultValue false
+   */
+  readonly leaveResults?: boolean | undefined;
+  /**
+   * `run` (the default) declares the topology and the run's results queue, publishes tasks and
+   * reads results; `control` only connects, for `tasker cancel`: it declares nothing (a run
+   * that is over must not get its results queue back), so it cannot take tasks.
+   */
+  readonly purpose?: 'run' | 'control';
 }
 
 /** Results taken from the run's queue before their ledger lines are written and acked. */
@@ -117,16 +101,18 @@ export class RabbitTransport implements Transport {
     return transport;
   }
 
-  listen(listener: TransportListener, options: { readonly results?: boolean } = {}): void {
+  listen(listener: TransportListener): void {
     this.listener = listener;
     if (this.failure) listener.fatal(this.failure);
-    if (options.results !== false && !this.consuming) {
+    if (!this.options.leaveResults && this.options.purpose !== 'control' && !this.consuming) {
       this.consuming = true;
       if (this.model) void this.consume(this.model).catch((error: unknown) => this.fail(error));
     }
   }
 
   async submit(task: TaskMessage): Promise<void> {
+    if (this.options.purpose === 'control')
+      throw new Error('a RabbitTransport opened for control takes no tasks');
     // Nothing outstanding: a phase starts (or a serial step): ramp up again from the start.
     if (this.unconfirmed.size + this.republish.length === 0)
       this.window = Math.min(FIRST_WINDOW, this.options.window);
@@ -179,75 +165,59 @@ export class RabbitTransport implements Transport {
     await this.broker?.close();
   }
 
-  /** Messages ready in the run's results queue (0 when it cannot be checked). */
-  async waiting(): Promise<number> {
+  /** Publishes a `cancel` of the run on the control exchange, for the workers. */
+  async announceCancel(): Promise<boolean> {
     const model = this.model;
-    if (!model) return 0;
+    if (!model) return false;
     const channel = await model.createChannel();
-    channel.on('error', () => {});
     try {
-      return (await channel.checkQueue(this.resultsQueue)).messageCount;
-    } catch {
-      return 0;
+      await sendControl(channel, cancelMessage(this.options.run));
     } finally {
       await channel.close().catch(() => {});
     }
+    return true;
   }
 
   /**
-   * Deletes the run's results queue if nothing the run lacks is left in it; returns how many
-   * messages keep it alive otherwise.
-   *
-   * Messages can be left that the run has: results acknowledged just before the consumer
-   * closed, whose acks a quorum queue had not applied yet (seen at the end of bursts of short
-   * tasks: up to 64 of 2,000), late duplicates, started notices. Each one left is read and
-   * given to `redundant`; the queue goes if all are, and is kept whole (nothing acknowledged)
-   * if any is not.
+   * A finished run needs its results queue no more, nor does a cancelled one (workers drop the
+   * tasks of a run whose queue is gone); an interrupted one keeps it for the resume, and a run
+   * that leaves its results for `tasker collect` keeps it unless cancelled.
    */
-  async deleteResultsQueue(
-    options: { force?: boolean; redundant?: (event: ResultsEvent) => boolean } = {},
-  ): Promise<number> {
+  async finish(end: RunEnd): Promise<void> {
+    if (end === 'cancelled') {
+      await this.deleteResultsQueue({ force: true });
+    } else if (end === 'finished' && !this.options.leaveResults) {
+      // Every phase that ran passed its barrier: each task published has a final outcome in
+      // the ledger, and no attempt is published after that. Whatever is left is of an attempt
+      // recorded already (kept in memory for a million tasks, this check would cost ~25 MB).
+      const left = await this.deleteResultsQueue({ redundant: () => true });
+      if (left > 0)
+        this.options.log.warn(
+          `kept results queue \`${this.resultsQueue}\`: ${left} message(s) still in it`,
+        );
+    }
+  }
+
+  /** Messages ready in the run's results queue (0 when it cannot be checked). */
+  async waiting(): Promise<number> {
+    return this.model ? await resultsWaiting(this.model, this.resultsQueue) : 0;
+  }
+
+  /**
+   * Stops reading results and deletes the run's results queue if nothing the run lacks is
+   * left in it (see `deleteResultsQueue` of resultsQueue.ts); returns how many messages keep
+   * it alive otherwise, -1 when it could not be checked.
+   */
+  async deleteResultsQueue(options: DeleteOptions = {}): Promise<number> {
     const model = this.model;
     if (!model) return -1;
     this.closing = true;
     await this.consumer?.close().catch(() => {});
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      const { messageCount } = await channel.checkQueue(this.resultsQueue);
-      if (messageCount > 0 && !options.force) {
-        const needed = await this.unrecorded(channel, options.redundant ?? (() => false));
-        if (needed > 0) return needed;
-      }
-      // Quorum queues refuse `if-empty` (closing the connection), hence check, then delete:
-      // what could slip in between is a late duplicate of a result the run already has.
-      await channel.deleteQueue(this.resultsQueue);
-      return 0;
-    } catch {
-      return -1;
-    } finally {
-      await channel.close().catch(() => {});
-    }
-  }
-
-  /** Reads what is left in the results queue: how many messages the run does not have. */
-  private async unrecorded(
-    channel: Channel,
-    redundant: (event: ResultsEvent) => boolean,
-  ): Promise<number> {
-    let needed = 0;
-    let read = 0;
-    for (;;) {
-      const message = await channel.get(this.resultsQueue, { noAck: false });
-      if (!message) break;
-      read++;
-      if (!redundant(decodeResultsMessage(message, this.options.signingKey))) needed++;
-    }
-    this.options.log.debug(
-      `${read} message(s) left in \`${this.resultsQueue}\`, ${needed} of them not recorded`,
-    );
-    // Unacknowledged, they all go back to the queue when the channel closes (if it is kept).
-    return needed;
+    return deleteResultsQueue(model, this.resultsQueue, {
+      ...options,
+      signingKey: this.options.signingKey,
+      log: this.options.log,
+    });
   }
 
   private async onConnect(model: ChannelModel): Promise<void> {
@@ -255,6 +225,10 @@ export class RabbitTransport implements Transport {
     model.on('close', () => {
       if (this.model === model) this.model = undefined;
     });
+    if (this.options.purpose === 'control') {
+      this.model = model;
+      return;
+    }
     const setup = await model.createChannel();
     setup.on('error', () => {});
     await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
@@ -282,7 +256,15 @@ export class RabbitTransport implements Transport {
         );
       }, 1000);
     });
-    if (this.options.onCancel) await this.listenForCancel(model);
+    const onCancel = this.options.onCancel;
+    if (onCancel) {
+      // Hears `tasker cancel` for this run, given from anywhere that reaches the broker.
+      await listenToControl(model, {
+        message: (message) => {
+          if (message.action === 'cancel' && message.run === this.options.run) onCancel();
+        },
+      });
+    }
     this.model = model;
     this.publisher = publisher;
     if (this.consuming) await this.consume(model);
@@ -294,28 +276,6 @@ export class RabbitTransport implements Transport {
       );
     for (const task of again) this.publish(publisher, task);
     this.wake();
-  }
-
-  /** Hears `tasker cancel` for this run, given from anywhere that reaches the broker. */
-  private async listenForCancel(model: ChannelModel): Promise<void> {
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, NAMES.controlExchange, '');
-    await channel.consume(
-      queue,
-      (message) => {
-        if (!message) return;
-        const decoded = decodeControl(message);
-        if (
-          decoded.ok &&
-          decoded.value.action === 'cancel' &&
-          decoded.value.run === this.options.run
-        )
-          this.options.onCancel?.();
-      },
-      { noAck: true },
-    );
   }
 
   private publish(channel: ConfirmChannel, task: TaskMessage): boolean {

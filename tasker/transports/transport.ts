@@ -17,8 +17,16 @@ export interface TransportListener {
 }
 
 /**
+ * How a run ended, as far as its transport is concerned: `finished` (every phase that ran
+ * passed its barrier, succeeded or failed), `cancelled` (`tasker cancel`: nothing of it runs
+ * again) or `interrupted` (stopped or failed half-way: a resume goes on with it).
+ */
+export type RunEnd = 'finished' | 'cancelled' | 'interrupted';
+
+/**
  * How parallel tasks travel: a local pool of slots, or RabbitMQ. The dispatcher (phases,
- * barriers, retries, ledger, resume) is written once against this.
+ * barriers, retries, ledger, resume) and the commands (`run`, `collect`, `cancel`) are
+ * written once against this; nothing but a transport knows a broker is there.
  */
 export interface Transport {
   /** Said at the start of a run: `local pool, 2 slots`. */
@@ -26,17 +34,31 @@ export interface Transport {
   /** `local` or `rabbitmq`, recorded in the ledger. */
   readonly mode: string;
   /**
-   * Starts telling `listener`. With `results: false` (a `send --no-wait` phase) a broker
-   * transport leaves results in the run's queue for `tasker collect`, and only reports what
-   * it published.
+   * Starts telling `listener`. (A broker transport opened to leave results for `tasker
+   * collect`, a `send --no-wait` run, only reports what it published.)
    */
-  listen(listener: TransportListener, options?: { readonly results?: boolean }): void;
+  listen(listener: TransportListener): void;
   /** Hands over one task; resolves when the transport has room for more. */
   submit(task: TaskMessage): Promise<void>;
   /**
    * The tasker is being interrupted: a local transport stops its running tasks (their results
-   * say `cancelled`) and drops those not started; a broker leaves them to the workers.
+   * say `cancelled`) and drops those not started; a broker leaves them to the workers. Either
+   * way it takes no more tasks: one submitted afterwards stays unrun, and a resume runs it.
    */
   cancel(): Promise<void>;
+  /**
+   * Tells whoever runs the run's tasks elsewhere (the workers) that the run is cancelled: they
+   * stop its running tasks and drop its queued ones. False when there is nobody to tell (a
+   * local pool: its tasker hears of a cancel from the request file in the run's directory).
+   */
+  announceCancel(): Promise<boolean>;
+  /** Results of the run waiting to be read (0 where results never wait, as in a local pool). */
+  waiting(): Promise<number>;
+  /**
+   * What the end of the run means for what the transport keeps: a broker deletes the run's
+   * results queue once finished (if all left in it is recorded already; it says so and keeps
+   * it otherwise) or cancelled, and keeps it for the resume when interrupted.
+   */
+  finish(end: RunEnd): Promise<void>;
   close(): Promise<void>;
 }

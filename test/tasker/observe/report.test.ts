@@ -206,7 +206,9 @@ describe('tasker logs and status', () => {
     expect(frames[0]).toMatch(/^run st-1: running/);
     expect(frames.at(-1)).toMatch(/^run st-1: failed/);
     // While it ran, a phase with tasks done and tasks left had an ETA.
-    expect(watch.stdout).toMatch(/phase1\s+parallel\s+7\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+ms|\d+(\.\d)?s|\d+m\d\ds)/);
+    expect(watch.stdout).toMatch(
+      /phase1\s+parallel\s+7\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+ms|\d+(\.\d)?s|\d+m\d\ds)/,
+    );
     const status = await tasker(['status', '--failed', '--run-id', 'st-1'], { cwd: dir });
     expect(status.stdout).toMatch(
       /phase\s+kind\s+total\s+succeeded\s+failed\s+running\s+queued\s+retried\s+ETA/,

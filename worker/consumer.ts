@@ -1,0 +1,208 @@
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { SECOND } from '../shared/duration.js';
+import type { Logger } from '../shared/logger.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The timeout a channel error reports when the broker took a channel's deliveries back because
+ * one of them outlived `consumer_timeout` (RabbitMQ up to 4.2 closes the channel with
+ * PRECONDITION_FAILED and this text). amqplib gives the broker's close reason only as text, and
+ * RabbitMQ 3.10 sends no structured detail, so the text is all there is to go by: undefined
+ * for any other error.
+ */
+export function consumerTimeoutOf(error: Error): number | undefined {
+  const timeout =
+    /delivery acknowledgement on channel \d+ timed out\. Timeout value used: (\d+) ms/.exec(
+      error.message,
+    );
+  return timeout ? Number(timeout[1]) : undefined;
+}
+
+/** Where a task consumer is: its one state value. */
+export type ConsumerState =
+  /** Not consuming: not connected yet, or between a lost channel and the next one. */
+  | { readonly kind: 'off' }
+  /** Connected, waiting for a tasker to declare the task queue. */
+  | { readonly kind: 'waiting for queue' }
+  /** Taking deliveries on `channel` (`tag` is known once the broker answered). */
+  | { readonly kind: 'consuming'; readonly channel: Channel; tag: string }
+  /** Stopped for good; the channel stays open while running tasks' deliveries need acking. */
+  | { readonly kind: 'stopped'; channel: Channel | undefined };
+
+/** What a consumer tells the worker. */
+export interface ConsumerEvents {
+  /** A delivery to run (or refuse, or drop); acknowledged on `channel`. */
+  readonly delivery: (channel: Channel, message: ConsumeMessage) => void;
+  /**
+   * The broker took back the deliveries of `channel` (consumer_timeout), saying its timeout
+   * (up to 4.2) or not (4.3+ cancels the consumer instead).
+   */
+  readonly leaseLost: (channel: Channel, timeoutMs: number | undefined) => void;
+  /** Whether a queue still exists (a failed ask counts as yes). */
+  readonly queueAlive: (queue: string) => Promise<boolean>;
+}
+
+/**
+ * A worker's consumer of the task queue: waits for the queue to exist, consumes it with the
+ * prefetch, takes it up again on a fresh channel when the broker closes or cancels the old one,
+ * and tells a lost lease (consumer_timeout) from other channel errors.
+ */
+export class TaskConsumer {
+  private current: ConsumerState = { kind: 'off' };
+  private model: ChannelModel | undefined;
+
+  constructor(
+    private readonly queue: string,
+    private readonly prefetch: number,
+    private readonly log: Logger,
+    private readonly events: ConsumerEvents,
+  ) {}
+
+  get state(): ConsumerState {
+    return this.current;
+  }
+
+  /** Connected, and consuming or waiting for the task queue: what /readyz says. */
+  get ready(): boolean {
+    const kind = this.current.kind;
+    return this.model !== undefined && (kind === 'consuming' || kind === 'waiting for queue');
+  }
+
+  /** Whether `channel` is the one deliveries are acknowledged on now. */
+  isCurrent(channel: Channel): boolean {
+    const state = this.current;
+    return (state.kind === 'consuming' || state.kind === 'stopped') && state.channel === channel;
+  }
+
+  /** Takes a (re)connection: channels are opened on it from now on. */
+  attach(model: ChannelModel): void {
+    // Forget a connection as soon as it closes: nothing may open channels on it afterwards.
+    model.on('close', () => {
+      if (this.model === model) this.model = undefined;
+    });
+    this.model = model;
+  }
+
+  /** The tasker declares the task queue; a worker started first waits for it (or until stopped). */
+  async waitForQueue(): Promise<void> {
+    const model = this.model;
+    if (!model || this.current.kind === 'stopped') return;
+    let said = 0;
+    this.current = { kind: 'waiting for queue' };
+    try {
+      while (this.is('waiting for queue')) {
+        const channel = await model.createChannel();
+        channel.on('error', () => {});
+        try {
+          await channel.checkQueue(this.queue);
+          await channel.close().catch(() => {});
+          return;
+        } catch (error) {
+          if (!/NOT_FOUND/.test(String((error as Error).message))) throw error;
+        }
+        if (Date.now() - said > 30 * SECOND) {
+          this.log.info(
+            `task queue \`${this.queue}\` does not exist yet; waiting for a tasker to declare it`,
+          );
+          said = Date.now();
+        }
+        for (let waited = 0; waited < 2000 && this.is('waiting for queue'); waited += 100)
+          await sleep(100);
+      }
+    } finally {
+      if (this.is('waiting for queue')) this.current = { kind: 'off' };
+    }
+  }
+
+  /** Starts consuming on a fresh channel of the current connection (not once stopped). */
+  async consume(): Promise<void> {
+    const model = this.model;
+    if (!model || this.current.kind === 'stopped') return;
+    const channel = await model.createChannel();
+    channel.on('error', (error: Error) => {
+      const timeoutMs = consumerTimeoutOf(error);
+      if (timeoutMs !== undefined) this.events.leaseLost(channel, timeoutMs);
+      else this.log.warn(`task channel closed by the broker: ${error.message}`);
+    });
+    channel.on('close', () => {
+      const state = this.current;
+      if (state.kind === 'stopped' && state.channel === channel) state.channel = undefined;
+      if (state.kind !== 'consuming' || state.channel !== channel) return;
+      this.current = { kind: 'off' };
+      // The connection may be fine (a channel-level error): take the queue up again. If the
+      // connection went, the broker's recovery calls the worker's onConnect instead.
+      setTimeout(() => {
+        if (this.is('off') && this.model === model) {
+          void this.consume().catch((error: unknown) =>
+            this.log.debug({ err: error }, 'could not consume again'),
+          );
+        }
+      }, 1000);
+    });
+    await channel.prefetch(this.prefetch);
+    // Stopped meanwhile (a SIGTERM while the channel opened): take no deliveries.
+    if (this.is('stopped')) {
+      await channel.close().catch(() => {});
+      return;
+    }
+    // Known as the consumer before the first delivery, which can come before consume() resolves.
+    const consuming = { kind: 'consuming' as const, channel, tag: '' };
+    this.current = consuming;
+    const { consumerTag } = await channel.consume(
+      this.queue,
+      (message) => void this.onDelivery(channel, message),
+      { noAck: false },
+    );
+    consuming.tag = consumerTag;
+  }
+
+  /** Stops deliveries but keeps the channel: the running tasks' deliveries are acked on it. */
+  async stop(): Promise<void> {
+    const state = this.current;
+    this.current = {
+      kind: 'stopped',
+      channel: state.kind === 'consuming' ? state.channel : undefined,
+    };
+    if (state.kind === 'consuming') await state.channel.cancel(state.tag).catch(() => {});
+  }
+
+  /** Messages ready in the task queue: -1 if it cannot be checked, undefined if not connected. */
+  async depth(): Promise<number | undefined> {
+    const channel = await this.model?.createChannel().catch(() => undefined);
+    if (!channel) return undefined;
+    channel.on('error', () => {});
+    const depth = await channel.checkQueue(this.queue).then(
+      (queue) => queue.messageCount,
+      () => -1,
+    );
+    await channel.close().catch(() => {});
+    return depth;
+  }
+
+  private async onDelivery(channel: Channel, message: ConsumeMessage | null): Promise<void> {
+    if (message) {
+      this.events.delivery(channel, message);
+      return;
+    }
+    // The broker cancelled the consumer: the queue was deleted, or (RabbitMQ 4.3+) a delivery
+    // outlived consumer_timeout.
+    const queueLeft = this.model ? await this.events.queueAlive(this.queue) : false;
+    this.log.warn(
+      queueLeft
+        ? `the broker cancelled our consumer on \`${this.queue}\`: a task outlived consumer_timeout (RabbitMQ 4.3+); raise it above the longest task`
+        : `the broker cancelled our consumer on \`${this.queue}\`: the queue is gone`,
+    );
+    if (queueLeft) this.events.leaseLost(channel, undefined);
+    const state = this.current;
+    if (state.kind === 'consuming' && state.channel === channel) this.current = { kind: 'off' };
+    if (state.kind === 'stopped' && state.channel === channel) state.channel = undefined;
+    await channel.close().catch(() => {});
+    if (!this.is('stopped') && this.model) await this.consume().catch(() => {});
+  }
+
+  /** Asked through a method, not `this.current.kind`: TypeScript keeps a narrowed field's type across awaits. */
+  private is(kind: ConsumerState['kind']): boolean {
+    return this.current.kind === kind;
+  }
+}
