@@ -1,0 +1,158 @@
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { InfraError } from '../../shared/errors.js';
+import { failedResult } from '../../shared/failedResult.js';
+import type { Logger } from '../../shared/logger.js';
+import type { TaskResult } from '../../shared/protocol.js';
+import { decodeResultsMessage, type ResultsEvent } from '../../shared/wire.js';
+import type { TransportListener } from './transport.js';
+
+/** Results taken from the run's queue before their ledger lines are written and acked. */
+const RESULTS_PREFETCH = 500;
+
+export interface ResultsReaderOptions {
+  /** The run's results queue. */
+  readonly queue: string;
+  /** The task queue's `x-delivery-limit`, for the reason of a task the broker gave up on. */
+  readonly deliveryLimit: number;
+  /** Dead-lettered tasks count only when signed with it, when set. */
+  readonly signingKey?: string | undefined;
+  readonly log: Logger;
+  readonly fail: (error: unknown) => void;
+  /** True once the transport is closing: a channel closed then is no news. */
+  readonly closing: () => boolean;
+}
+
+/**
+ * Consumes the run's own results queue and tells the listener what arrives, acknowledging each
+ * message only once the listener has it on disk (the ledger); a channel the broker closes is
+ * taken up again.
+ */
+export class ResultsReader {
+  private channel: Channel | undefined;
+  /** Per channel, results in delivery order, acknowledged once their ledger lines are written. */
+  private readonly unacked = new WeakMap<
+    Channel,
+    { readonly message: ConsumeMessage; ready: boolean }[]
+  >();
+
+  constructor(
+    private readonly options: ResultsReaderOptions,
+    private readonly listener: () => TransportListener | undefined,
+  ) {}
+
+  /** Starts consuming on `model`; `isCurrent` tells whether that connection is still the one. */
+  async consume(model: ChannelModel, isCurrent: () => boolean): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', (error: Error) =>
+      this.options.log.debug({ err: error }, 'results channel error'),
+    );
+    channel.on('close', () => {
+      if (this.options.closing() || !isCurrent()) return;
+      // The connection is alive but this channel is gone (it happens when a handler fails):
+      // take the queue up again on a fresh channel.
+      setTimeout(() => {
+        if (!this.options.closing() && isCurrent()) {
+          void this.consume(model, isCurrent).catch((error: unknown) =>
+            this.options.log.debug({ err: error }, 'could not consume again'),
+          );
+        }
+      }, 500);
+    });
+    await channel.prefetch(RESULTS_PREFETCH);
+    this.channel = channel;
+    this.unacked.set(channel, []);
+    await channel.consume(this.options.queue, (message) => this.onMessage(channel, message), {
+      noAck: false,
+    });
+  }
+
+  /** Stops reading (the transport is closing): what is not acknowledged goes back to the queue. */
+  async stop(): Promise<void> {
+    await this.channel?.close().catch(() => {});
+  }
+
+  private onMessage(channel: Channel, message: ConsumeMessage | null): void {
+    if (!message) {
+      if (!this.options.closing())
+        this.options.fail(
+          new InfraError(
+            'RESULTS_QUEUE_GONE',
+            `results queue \`${this.options.queue}\` was deleted while the run was going on`,
+          ),
+        );
+      return;
+    }
+    const listener = this.listener();
+    if (!listener) return;
+    const event = decodeResultsMessage(message, this.options.signingKey);
+    let done: Promise<void> | undefined;
+    switch (event.kind) {
+      case 'result':
+        done = Promise.resolve(listener.result(event.result));
+        break;
+      case 'started':
+        listener.started(
+          event.notice.task,
+          event.notice.attempt,
+          event.notice.worker,
+          new Date(event.notice.startedAt),
+        );
+        break;
+      case 'dead':
+        done = Promise.resolve(
+          listener.result(deadLetterResult(event, this.options.deliveryLimit)),
+        );
+        break;
+      case 'junk':
+        this.options.log.warn(`dropped a message on \`${this.options.queue}\`: ${event.reason}`);
+        break;
+    }
+    const entry = { message, ready: false };
+    this.unacked.get(channel)?.push(entry);
+    Promise.resolve(done).then(
+      () => {
+        entry.ready = true;
+        this.ackReady(channel);
+      },
+      (error: unknown) => this.options.fail(error),
+    );
+  }
+
+  /**
+   * Acknowledges, in one frame, every message up to the last one whose ledger line is written
+   * (they are written in delivery order): one ack per ledger batch instead of one per result.
+   */
+  private ackReady(channel: Channel): void {
+    const queue = this.unacked.get(channel) ?? [];
+    let last: ConsumeMessage | undefined;
+    while (queue[0]?.ready) last = queue.shift()?.message;
+    if (!last) return;
+    try {
+      channel.ack(last, true);
+    } catch {
+      // The channel is gone; its messages come back and are dropped as duplicates.
+    }
+  }
+}
+
+/** A task the broker gave up on, as a failed result: final, never retried. */
+function deadLetterResult(
+  event: Extract<ResultsEvent, { kind: 'dead' }>,
+  deliveryLimit: number,
+): TaskResult {
+  const now = new Date().toISOString();
+  const reason =
+    event.reason === 'delivery_limit'
+      ? `lost: delivered ${deliveryLimit + 1} times and never finished (each time the worker died or lost the task; x-delivery-limit ${deliveryLimit})`
+      : event.reason === 'rejected'
+        ? 'rejected by a worker (see the worker log: bad message or signature)'
+        : `dead-lettered by the broker (${event.reason})`;
+  return failedResult(event.task, {
+    failure: event.reason === 'rejected' ? 'rejected' : 'lost',
+    reason,
+    worker: '',
+    host: '',
+    startedAt: now,
+    finishedAt: now,
+  });
+}
