@@ -3,19 +3,13 @@ import { IdMap } from '../../shared/idMap.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
 import { taskId } from '../../shared/taskId.js';
+import type { PhasePlan } from '../jobs/phasePlan.js';
 import type { PhaseKind } from '../jobs/rules.js';
 import { readSpool, type SpooledTask, SpoolReader } from '../jobs/spool.js';
-import type { EndRecord, LedgerWriter } from '../ledger/ledger.js';
+import { endRecordOf } from '../ledger/endRecord.js';
+import type { LedgerWriter } from '../ledger/ledger.js';
 import type { RunMemory } from '../ledger/runMemory.js';
 import type { Transport, TransportListener } from '../transports/transport.js';
-
-/** A phase ready to run: its tasks are in `spool`, in order. */
-export interface PhasePlan {
-  readonly name: string;
-  readonly kind: PhaseKind;
-  readonly total: number;
-  readonly spool: string;
-}
 
 export interface DispatchOptions {
   readonly run: string;
@@ -74,7 +68,6 @@ export interface PhaseProgress {
 }
 
 const MAX_LISTED = 50;
-const TAIL_KEPT = 2048;
 
 // Columns of a phase's task table.
 const OFFSET = 0;
@@ -87,42 +80,6 @@ const PACKED = 2;
 const IN_FLIGHT = 1;
 const FINAL = 2;
 const LEFT = 3; // cancelled or abandoned by an interrupt: runs again on resume
-
-/** The end of what a failed attempt printed: stderr, or stdout when stderr is empty. */
-function errorTail(result: TaskResult): string {
-  if (result.state === 'succeeded') return '';
-  const tail = result.stderrTail.trim() === '' ? result.stdoutTail : result.stderrTail;
-  return tail.length > TAIL_KEPT ? tail.slice(-TAIL_KEPT) : tail;
-}
-
-/** The ledger's record of an attempt's result (the dispatcher's, and `tasker collect`'s). */
-export function endRecordOf(
-  result: TaskResult,
-  task: { readonly phase: string; readonly command: string; readonly final: boolean },
-): EndRecord {
-  return {
-    type: 'end',
-    at: new Date().toISOString(),
-    task: result.task,
-    phase: task.phase,
-    command: task.command,
-    attempt: result.attempt,
-    state: result.state,
-    final: task.final,
-    failure: result.failure,
-    reason: result.reason,
-    worker: result.worker,
-    host: result.host,
-    startedAt: result.startedAt,
-    finishedAt: result.finishedAt,
-    exitCode: result.exitCode,
-    signal: result.signal,
-    errorTail: errorTail(result),
-    logs: result.logs,
-    ...(result.uploaded?.length ? { uploaded: result.uploaded } : {}),
-    ...(result.uploadMs !== undefined ? { uploadMs: result.uploadMs } : {}),
-  };
-}
 
 /**
  * Runs phases through a transport: publishes each phase's tasks, retries failures with
