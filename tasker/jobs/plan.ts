@@ -5,7 +5,7 @@ import { checkDirectory, makeDirs } from '../../shared/dirs.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import { statePaths } from '../../shared/statePaths.js';
 import { OccurrenceCounter, taskId } from '../../shared/taskId.js';
-import type { PhasePlan } from '../dispatch/dispatcher.js';
+import type { PhasePlan } from './phasePlan.js';
 import type { PhaseRule, RuleSet } from './rules.js';
 import { moveInto, type PhaseDraft, splitJobs } from './splitter.js';
 import { spoolLine } from './spool.js';

@@ -1,28 +1,22 @@
-import { IdMap } from '../../shared/idMap.js';
 import { replayLedger } from './replay.js';
-
-// One packed column: highest attempt (bits 0-11), pending attempt (12-23), succeeded (24).
-const ATTEMPTS = 0xfff;
-const PENDING_SHIFT = 12;
-const SUCCEEDED = 1 << 24;
+import { TaskState, TaskTable } from './taskTable.js';
 
 /**
- * What a run's ledger says about its tasks, in an IdMap so that a run of a million tasks
- * resumes in tens of megabytes: the highest attempt number seen, whether an attempt
- * succeeded, and which attempt is out on the broker with no outcome yet.
+ * What a run knows about its tasks: what its ledger says (the highest attempt number seen,
+ * whether an attempt succeeded, which attempt is out on the broker with no outcome yet), and,
+ * in the same table, what this session's phases do with them.
  */
 export class RunMemory {
-  private readonly tasks = new IdMap(1);
+  /** One row per task of the run; the dispatcher's phases keep their bookkeeping here too. */
+  readonly tasks = new TaskTable();
   /** Tasks spawned in each phase, in order: `[id, command]`. */
   private readonly spawns = new Map<string, [string, string][]>();
   /** How many tasks were spawned in the run. */
   spawnedCount = 0;
-  /** How many tasks have an attempt out on the broker with no outcome recorded. */
-  private pendingCount = 0;
 
   /** Whether any attempt is out on the broker with no outcome (only ever after a resume). */
   get anyPending(): boolean {
-    return this.pendingCount > 0;
+    return this.tasks.count(TaskState.PENDING) > 0;
   }
 
   spawned(phase: string, tasks: readonly (readonly [string, string])[]): void {
@@ -44,61 +38,59 @@ export class RunMemory {
 
   /** An attempt of this task succeeded: it never runs again in this run. */
   succeeded(id: string): boolean {
-    return (this.tasks.value(id, 0) & SUCCEEDED) !== 0;
+    const slot = this.tasks.find(id);
+    return slot >= 0 && this.tasks.state(slot) === TaskState.SUCCEEDED;
   }
 
-  /** The highest attempt number recorded (0 for a task never tried). */
+  /** The highest attempt number recorded or published (0 for a task never tried). */
   attempts(id: string): number {
-    return this.tasks.value(id, 0) & ATTEMPTS;
+    const slot = this.tasks.find(id);
+    return slot < 0 ? 0 : this.tasks.attempt(slot);
   }
 
-  /** The attempt published to the broker with no outcome recorded yet, or 0. */
+  /** The attempt an earlier session published with no outcome recorded yet, or 0. */
   pending(id: string): number {
-    return (this.tasks.value(id, 0) >>> PENDING_SHIFT) & ATTEMPTS;
+    const slot = this.tasks.find(id);
+    return slot >= 0 && this.tasks.state(slot) === TaskState.PENDING ? this.tasks.attempt(slot) : 0;
   }
 
+  // The three below replay records that no phase of this session made (an earlier session's,
+  // a result `tasker collect` would take): they leave a row a phase has in flight alone.
+
+  /** The broker holds `attempt`: it is out until its outcome is recorded. */
   queued(id: string, attempt: number): void {
-    this.update(id, (attempts, _pending, succeeded) => [
-      Math.max(attempts, attempt),
-      attempt,
-      succeeded,
-    ]);
+    const slot = this.tasks.add(id);
+    const state = this.tasks.state(slot);
+    const last = this.tasks.attempt(slot);
+    if (state === TaskState.IN_FLIGHT) return;
+    if (state === TaskState.SUCCEEDED) this.tasks.set(slot, state, Math.max(last, attempt));
+    else if (attempt >= last) this.tasks.set(slot, TaskState.PENDING, attempt);
+    // else an older attempt's late confirm: the newer attempt superseded it.
   }
 
+  /** A worker started `attempt`. */
   started(id: string, attempt: number): void {
-    this.update(id, (attempts, pending, succeeded) => [
-      Math.max(attempts, attempt),
-      pending,
-      succeeded,
-    ]);
+    const slot = this.tasks.add(id);
+    const state = this.tasks.state(slot);
+    if (state === TaskState.NEW) this.tasks.set(slot, TaskState.TRIED, attempt);
+    else if (state !== TaskState.IN_FLIGHT && attempt > this.tasks.attempt(slot))
+      this.tasks.set(slot, state, attempt);
   }
 
+  /** `attempt` ended: succeeded, or not (failed, cancelled). */
   ended(id: string, attempt: number, succeeded: boolean): void {
-    this.update(id, (attempts, pending, done) => [
-      Math.max(attempts, attempt),
-      pending <= attempt ? 0 : pending,
-      done || succeeded,
-    ]);
-  }
-
-  private update(
-    id: string,
-    change: (attempts: number, pending: number, succeeded: boolean) => [number, number, boolean],
-  ): void {
-    const slot = this.tasks.upsert(id);
-    const packed = this.tasks.get(slot, 0);
-    const before = (packed >>> PENDING_SHIFT) & ATTEMPTS;
-    const [attempts, pending, succeeded] = change(
-      packed & ATTEMPTS,
-      before,
-      (packed & SUCCEEDED) !== 0,
-    );
-    if ((before === 0) !== ((pending & ATTEMPTS) === 0)) this.pendingCount += before === 0 ? 1 : -1;
-    this.tasks.set(
-      slot,
-      0,
-      (attempts & ATTEMPTS) | ((pending & ATTEMPTS) << PENDING_SHIFT) | (succeeded ? SUCCEEDED : 0),
-    );
+    const slot = this.tasks.add(id);
+    const state = this.tasks.state(slot);
+    const last = this.tasks.attempt(slot);
+    if (state === TaskState.IN_FLIGHT) return;
+    const highest = Math.max(last, attempt);
+    // An attempt that did not succeed changes nothing for a task that did, or whose newer
+    // attempt is out.
+    const keep =
+      !succeeded &&
+      (state === TaskState.SUCCEEDED || (state === TaskState.PENDING && attempt < last));
+    if (succeeded) this.tasks.set(slot, TaskState.SUCCEEDED, highest);
+    else this.tasks.set(slot, keep ? state : TaskState.TRIED, highest);
   }
 }
 

@@ -6,7 +6,8 @@ import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../../sh
 import { statePaths } from '../../../shared/statePaths.js';
 import { taskId } from '../../../shared/taskId.js';
 import { resultsQueue } from '../../../shared/topology.js';
-import { Dispatcher, type PhaseSummary } from '../../../tasker/dispatch/dispatcher.js';
+import { Dispatcher } from '../../../tasker/dispatch/dispatcher.js';
+import type { PhaseSummary } from '../../../tasker/dispatch/phaseTally.js';
 import { spoolLine } from '../../../tasker/jobs/spool.js';
 import { openSession } from '../../../tasker/ledger/session.js';
 import { openTransport, type TransportSettings } from '../../../tasker/transports/openTransport.js';

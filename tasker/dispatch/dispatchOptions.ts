@@ -1,0 +1,25 @@
+import type { RetryOptions } from './retryPolicy.js';
+
+/** How the dispatcher runs a run's phases. */
+export interface DispatchOptions extends RetryOptions {
+  readonly run: string;
+  /** Time limit of each attempt, in ms, 0 for none (`--timeout`): sent with each task. */
+  readonly timeoutMs: number;
+  /** Goes on past a task failed for good: to the next step of a serial phase (`--keep-going`). */
+  readonly keepGoing: boolean;
+  /**
+   * At most this many tasks in the run, planned and spawned together: spawned tasks past it
+   * are dropped, with a warning (`--max-tasks`).
+   */
+  readonly maxTasks?: number;
+  /** Tasks the run's phases plan, all phases together (for `maxTasks`). */
+  readonly plannedTasks?: number;
+  /** Globs of outputs each task uploads to S3 after it succeeds (`--upload`). */
+  readonly upload?: readonly string[];
+  /**
+   * A parallel phase's barrier is "the transport holds every task" (its `queued` reports),
+   * not "every task has a final outcome": `tasker send --no-wait` publishes and leaves, and
+   * keeps nothing per task.
+   */
+  readonly noWait?: boolean;
+}

@@ -1,0 +1,316 @@
+import { formatDuration } from '../../shared/duration.js';
+import type { Logger } from '../../shared/logger.js';
+import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
+import type { PhasePlan } from '../jobs/phasePlan.js';
+import { endRecordOf } from '../ledger/endRecord.js';
+import type { LedgerWriter } from '../ledger/ledger.js';
+import type { RunMemory } from '../ledger/runMemory.js';
+import { TaskState } from '../ledger/taskTable.js';
+import type { Transport, TransportListener } from '../transports/transport.js';
+import type { DispatchOptions } from './dispatchOptions.js';
+import { type PhaseProgress, type PhaseSummary, PhaseTally } from './phaseTally.js';
+import { PhaseTasks } from './phaseTasks.js';
+import type { RetryPolicy } from './retryPolicy.js';
+import { RetryTimers } from './retryTimers.js';
+import { PhaseSpawns, type SpawnBook } from './spawns.js';
+import { Wakeup } from './wakeup.js';
+
+/** What a phase runs with: the phase, its transport, and the run's dispatcher's parts. */
+export interface PhaseContext {
+  readonly phase: PhasePlan;
+  readonly transport: Transport;
+  readonly ledger: LedgerWriter;
+  readonly memory: RunMemory;
+  readonly options: DispatchOptions;
+  readonly policy: RetryPolicy;
+  readonly spawns: SpawnBook;
+  readonly log: Logger;
+  readonly onProgress: (progress: PhaseProgress) => void;
+}
+
+/**
+ * Where a phase is. `reading`: nothing handed to the transport yet (nothing listened to);
+ * `publishing`: handing its tasks over; `waiting`: all handed over, at the barrier;
+ * `stopping`: a serial step failed for good, so nothing more starts, and the barrier waits for
+ * what is out; `interrupted`: nothing more starts and nothing more is waited for (what did not
+ * finish runs again on resume).
+ */
+type Stage = 'reading' | 'publishing' | 'waiting' | 'stopping' | 'interrupted';
+
+/**
+ * One phase's run: hands its tasks to the transport, records each attempt, retries by the
+ * policy, and returns when every task the phase took has a final outcome.
+ */
+export class PhaseRun {
+  private stage: Stage = 'reading';
+  /** Why the phase cannot go on (the transport or the ledger failed): thrown by `execute`. */
+  private failure: unknown;
+  private readonly tasks: PhaseTasks;
+  private readonly tally = new PhaseTally();
+  private readonly retries = new RetryTimers((id, command, attempt) =>
+    this.retryDue(id, command, attempt),
+  );
+  private readonly wakeup = new Wakeup();
+  /**
+   * A `--no-wait` parallel phase: its barrier is "the transport holds every task", so nothing
+   * waits for a task and nothing is kept about it (a million tasks publish in constant memory).
+   */
+  private readonly publishOnly: boolean;
+  private progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly context: PhaseContext) {
+    const { phase, options, memory, ledger, log } = context;
+    const spawned = new PhaseSpawns(options.run, phase.name, context.spawns, memory, ledger, log);
+    this.tasks = new PhaseTasks(phase, memory.tasks, spawned);
+    this.publishOnly = options.noWait === true && phase.kind === 'parallel';
+  }
+
+  close(): void {
+    clearInterval(this.progressTimer);
+    this.retries.close();
+    this.tasks.close();
+  }
+
+  /** Stops the phase: nothing more is submitted or retried, and `execute` returns. */
+  async interrupt(): Promise<void> {
+    if (this.stage === 'interrupted') return;
+    this.stage = 'interrupted';
+    for (const id of this.retries.cancel()) if (this.tasks.leave(id)) this.tally.left++;
+    // Whatever never comes back stays unfinished in the ledger and runs again on resume (or,
+    // on a broker, its result waits in the run's results queue).
+    await this.context.transport.cancel();
+    this.wake();
+  }
+
+  async execute(): Promise<PhaseSummary> {
+    const { phase, memory, transport } = this.context;
+    const { publishOnly, tally } = this;
+    const table = this.tasks.table;
+    const serial = phase.kind === 'serial';
+    this.progressTimer = setInterval(() => this.reportProgress(), 250);
+    // Attempts an earlier session left out are waited for, not published again (a pass over
+    // the phase file, made only on such a resume).
+    if (memory.anyPending) {
+      const adopted = await this.tasks.adoptPending();
+      tally.expected += adopted;
+      if (adopted > 0) this.listen();
+    }
+    for await (const task of this.tasks.all()) {
+      if (this.halted || this.failure) break;
+      const slot = publishOnly ? table.find(task.id) : table.add(task.id);
+      if (slot >= 0 && table.first(slot) > 0) continue; // taken already: adopted, or spawned
+      tally.expected++;
+      if (slot >= 0 && table.state(slot) === TaskState.SUCCEEDED) {
+        tally.skipped++;
+        continue;
+      }
+      const attempt = (slot < 0 ? 0 : table.attempt(slot)) + 1;
+      if (!publishOnly) table.take(slot, attempt, task.offset, task.length);
+      this.listen();
+      tally.submitted++;
+      await transport.submit(this.message(task.id, task.command, attempt));
+      if (serial) await this.until(() => this.halted || !this.tasks.inFlight(task.id));
+    }
+    if (this.stage === 'reading' || this.stage === 'publishing') this.stage = 'waiting';
+    if (publishOnly) await this.until(() => tally.queued >= tally.submitted);
+    else await this.until(() => this.stage === 'interrupted' || tally.settled >= tally.expected);
+    clearInterval(this.progressTimer);
+    this.reportProgress();
+    if (this.failure) throw this.failure;
+    return tally.summary(
+      phase,
+      this.total,
+      this.stage === 'interrupted' || tally.expected < phase.total,
+    );
+  }
+
+  /** Nothing more starts: the phase stops or was interrupted. */
+  private get halted(): boolean {
+    return this.stage === 'stopping' || this.stage === 'interrupted';
+  }
+
+  /** The phase's tasks: planned and spawned. */
+  private get total(): number {
+    return this.context.phase.total + this.tasks.spawned.count;
+  }
+
+  /** Starts listening to the transport, at the first task handed to it. */
+  private listen(): void {
+    if (this.stage !== 'reading') return;
+    this.stage = 'publishing';
+    const listener: TransportListener = {
+      queued: (tasks) => this.onQueued(tasks),
+      started: (task, attempt, worker, at) => this.onStarted(task, attempt, worker, at),
+      result: (result, task) => this.onResult(result, task?.command),
+      fatal: (error) => this.fail(error),
+    };
+    // A `--no-wait` phase waits for `queued`, not for results: the transport was opened to leave
+    // them in the run's queue for `tasker collect`.
+    this.context.transport.listen(listener);
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= error;
+    this.wake();
+  }
+
+  private message(id: string, command: string, attempt: number): TaskMessage {
+    const { options, phase } = this.context;
+    return {
+      v: PROTOCOL_VERSION,
+      run: options.run,
+      phase: phase.name,
+      task: id,
+      attempt,
+      command,
+      timeoutMs: options.timeoutMs,
+      ...(options.upload?.length ? { upload: [...options.upload] } : {}),
+    };
+  }
+
+  private onQueued(tasks: readonly TaskMessage[]): void {
+    const phase = this.context.phase.name;
+    const fresh = tasks.filter((task) => task.phase === phase);
+    if (fresh.length === 0) return;
+    this.context.ledger.append({
+      type: 'queued',
+      at: new Date().toISOString(),
+      phase,
+      tasks: fresh.map((task) => [task.task, task.attempt] as const),
+    });
+    this.tally.queued += fresh.length;
+    this.wake();
+  }
+
+  private onStarted(id: string, attempt: number, worker: string, at: Date): void {
+    if (this.tasks.awaiting(id, attempt) < 0) return;
+    this.tally.running++;
+    this.context.ledger.append({
+      type: 'start',
+      at: at.toISOString(),
+      task: id,
+      phase: this.context.phase.name,
+      attempt,
+      worker,
+    });
+  }
+
+  private onResult(result: TaskResult, known?: string): Promise<void> {
+    const { ledger, options, phase, policy } = this.context;
+    const table = this.tasks.table;
+    const slot = this.tasks.awaiting(result.task, result.attempt);
+    if (slot < 0 || result.run !== options.run || result.phase !== phase.name)
+      return this.onOtherResult(result, known);
+    const retry = this.stage === 'interrupted' ? 0 : policy.retryOf(result, table.first(slot));
+    const command = known ?? this.tasks.commandOf(slot);
+    const final = retry === 0 && result.state !== 'cancelled';
+    const record = endRecordOf(result, { phase: result.phase, command, final });
+    ledger.append(record);
+    if (this.tally.running > 0) this.tally.running--;
+    // The row first: spawning adds rows, which can move this one. While a retry waits, the
+    // next attempt is the one awaited: a duplicate of this result is stale and counts nothing.
+    if (retry > 0) table.set(slot, TaskState.IN_FLIGHT, result.attempt + 1);
+    else
+      table.set(
+        slot,
+        result.state === 'succeeded' ? TaskState.SUCCEEDED : TaskState.TRIED,
+        result.attempt,
+      );
+    if (result.state === 'succeeded' && result.spawned?.length)
+      this.spawn(result.task, result.spawned);
+    if (retry > 0) this.scheduleRetry(result, command, retry);
+    else {
+      if (result.state === 'succeeded') this.tally.succeeded++;
+      else if (result.state === 'failed') this.failedForGood(result, command, record.errorTail);
+      else this.tally.left++; // cancelled: runs again on resume
+      this.wake();
+    }
+    return ledger.flushed();
+  }
+
+  /** A result the phase does not wait for: another phase's, a duplicate, or a stale one. */
+  private onOtherResult(result: TaskResult, known: string | undefined): Promise<void> {
+    const { ledger, memory, options, phase } = this.context;
+    // The result of a task another tasker of this run published and left (`send --no-wait`
+    // of an earlier phase): recorded, so that it is not lost, as `tasker collect` would.
+    if (
+      result.run === options.run &&
+      result.phase !== phase.name &&
+      memory.pending(result.task) === result.attempt
+    ) {
+      memory.ended(result.task, result.attempt, result.state === 'succeeded');
+      ledger.append(
+        endRecordOf(result, { phase: result.phase, command: known ?? '', final: true }),
+      );
+      return ledger.flushed();
+    }
+    this.context.log.debug(
+      { task: result.task, attempt: result.attempt },
+      'dropped a duplicate or stale result',
+    );
+    return Promise.resolve();
+  }
+
+  /**
+   * Adds the tasks a task spawned to this phase; the barrier waits for them. Once the phase
+   * stops they are only recorded: a resume runs them.
+   */
+  private spawn(by: string, commands: readonly string[]): void {
+    const accepted = this.tasks.spawned.take(by, commands);
+    if (accepted.length === 0 || this.halted) return;
+    for (const [id, command] of accepted) {
+      this.tasks.takeSpawned(id, command);
+      this.tally.expected++;
+      this.tally.submitted++;
+      this.context.transport
+        .submit(this.message(id, command, 1))
+        .catch((error: unknown) => this.fail(error));
+    }
+  }
+
+  private failedForGood(result: TaskResult, command: string, errorTail: string): void {
+    const { log, options, phase } = this.context;
+    this.tally.fail(result, command, errorTail);
+    log.warn(
+      { task: result.task, phase: result.phase, attempt: result.attempt },
+      `task failed for good (${result.reason}): ${command}`,
+    );
+    if (phase.kind === 'serial' && !options.keepGoing && this.stage !== 'interrupted')
+      this.stage = 'stopping';
+  }
+
+  private scheduleRetry(result: TaskResult, command: string, retry: number): void {
+    const { log, policy } = this.context;
+    const delay = policy.delayMs(retry);
+    log.info(
+      { task: result.task, phase: result.phase, attempt: result.attempt },
+      `task failed (${result.reason}), retry ${retry} of ${policy.retries} in ${formatDuration(delay)}: ${command}`,
+    );
+    this.retries.schedule(result.task, command, result.attempt + 1, delay);
+  }
+
+  private retryDue(id: string, command: string, attempt: number): void {
+    if (this.tasks.awaiting(id, attempt) < 0) return;
+    if (this.halted) {
+      if (this.tasks.leave(id)) this.tally.left++;
+      this.wake();
+      return;
+    }
+    this.context.transport
+      .submit(this.message(id, command, attempt))
+      .catch((error: unknown) => this.fail(error));
+  }
+
+  private reportProgress(): void {
+    this.context.onProgress(this.tally.progress(this.context.phase.name, this.total));
+  }
+
+  private wake(): void {
+    this.wakeup.wake();
+  }
+
+  /** Waits until `condition` holds or the phase failed, re-checked whenever something settles. */
+  private until(condition: () => boolean): Promise<void> {
+    return this.wakeup.until(() => condition() || Boolean(this.failure));
+  }
+}

@@ -1,0 +1,11 @@
+import type { PhaseKind } from './rules.js';
+
+/** A phase ready to run: its tasks are in `spool`, in order. */
+export interface PhasePlan {
+  readonly name: string;
+  readonly kind: PhaseKind;
+  /** Tasks in the phase file (spawned tasks come on top). */
+  readonly total: number;
+  /** The phase file: one `[id, command]` JSON line per task (see spool.ts). */
+  readonly spool: string;
+}

@@ -1,0 +1,112 @@
+import { IdMap } from '../../shared/idMap.js';
+
+/**
+ * Where a task stands in its run. The first four come from the ledger (what earlier sessions,
+ * or `tasker collect`, recorded); a phase of this session moves its tasks to `IN_FLIGHT` and
+ * from there back to `TRIED` or on to `SUCCEEDED`.
+ */
+export const TaskState = {
+  /** Never tried in this run. */
+  NEW: 0,
+  /** Tried; no attempt succeeded and none is out (failed, cancelled, or left by an interrupt). */
+  TRIED: 1,
+  /** Published by an earlier session, with no outcome recorded yet: its result may still come. */
+  PENDING: 2,
+  /** A phase of this session waits for attempt `attempt`: out, or waiting for its retry. */
+  IN_FLIGHT: 3,
+  /** An attempt succeeded: the task never runs again in this run. */
+  SUCCEEDED: 4,
+} as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+const STATES = 5;
+
+// Columns. STATE holds the state in its low byte and the first attempt of this session above
+// it: one column less is 8 MB less for a run of a million tasks.
+const ATTEMPT = 0;
+const STATE = 1;
+const OFFSET = 2;
+const LENGTH = 3;
+const STATE_BITS = 8;
+const STATE_MASK = (1 << STATE_BITS) - 1;
+
+/**
+ * The run's tasks, one row each: their state, attempt numbers and where their command is. One
+ * table serves the run's memory of its ledger (resume: what succeeded, which attempt is out)
+ * and the running phase's bookkeeping (what the barrier waits for), so each task id is held
+ * once, in an IdMap: a run of a million tasks fits in about 50 MB.
+ *
+ * Rows are addressed by slot for speed. Slots move when the table grows: look a task up again
+ * after adding another.
+ */
+export class TaskTable {
+  private readonly rows = new IdMap(4);
+  /** Rows in each state, NEW left out (a row is NEW when added). */
+  private readonly counts = new Array<number>(STATES).fill(0);
+
+  /** The slot of `id`, or -1 when the run knows nothing of it. */
+  find(id: string): number {
+    return this.rows.find(id);
+  }
+
+  /** The slot of `id`, added (`NEW`, attempt 0) when the run knows nothing of it. */
+  add(id: string): number {
+    return this.rows.upsert(id);
+  }
+
+  state(slot: number): TaskState {
+    return (this.rows.get(slot, STATE) & STATE_MASK) as TaskState;
+  }
+
+  /**
+   * The attempt the state is about: the one out (`PENDING`, `IN_FLIGHT`), else the highest
+   * recorded (0 for a task never tried).
+   */
+  attempt(slot: number): number {
+    return this.rows.get(slot, ATTEMPT);
+  }
+
+  /** The first attempt of this session (retries are counted from it), 0 if it has not run one. */
+  first(slot: number): number {
+    return this.rows.get(slot, STATE) >>> STATE_BITS;
+  }
+
+  /** Where the task's command is: a byte offset in its phase file (see `length`). */
+  offset(slot: number): number {
+    return this.rows.get(slot, OFFSET);
+  }
+
+  /** The byte length of the task's line in its phase file (the phase may use other values). */
+  length(slot: number): number {
+    return this.rows.get(slot, LENGTH);
+  }
+
+  /** How many tasks are in `state` (not counting `NEW`). */
+  count(state: TaskState): number {
+    return this.counts[state] ?? 0;
+  }
+
+  /** Records the state of a task and the attempt it is about. */
+  set(slot: number, state: TaskState, attempt: number): void {
+    this.rows.set(slot, ATTEMPT, attempt);
+    this.setState(slot, state, this.first(slot));
+  }
+
+  /**
+   * A phase of this session takes the task: from now on it waits for `attempt`, its first of
+   * this session, whose command is at `offset`/`length`.
+   */
+  take(slot: number, attempt: number, offset: number, length: number): void {
+    this.rows.set(slot, ATTEMPT, attempt);
+    this.rows.set(slot, OFFSET, offset);
+    this.rows.set(slot, LENGTH, length);
+    this.setState(slot, TaskState.IN_FLIGHT, attempt);
+  }
+
+  private setState(slot: number, state: TaskState, first: number): void {
+    const before = this.state(slot);
+    if (before !== TaskState.NEW) this.counts[before] = (this.counts[before] ?? 0) - 1;
+    if (state !== TaskState.NEW) this.counts[state] = (this.counts[state] ?? 0) + 1;
+    this.rows.set(slot, STATE, state | (first << STATE_BITS));
+  }
+}
