@@ -1,5 +1,5 @@
 import type { Channel, ConsumeMessage, Message } from 'amqplib';
-import { type SlotOutcome, SlotPool, type SlotPoolOptions } from '../exec/slotPool.js';
+import { type SlotOutcome, SlotPool, type SlotPoolOptions } from '../exec/index.js';
 import { formatDuration } from '../shared/duration.js';
 import { describeSystemError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';

@@ -4,9 +4,8 @@ import { describeSystemError, InfraError, InputError } from '../../shared/errors
 import type { Logger } from '../../shared/logger.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { BrokerCommandConfig } from '../config.js';
-import { LedgerWriter } from '../ledger/ledger.js';
-import { isRunActive, lockOptions } from '../ledger/runLock.js';
-import { openTransport, usesBroker } from '../transports/openTransport.js';
+import { isRunActive, LedgerWriter, lockOptions } from '../ledger/index.js';
+import { openTransport, usesBroker } from '../transports/index.js';
 
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {

@@ -1,7 +1,7 @@
 import { checkDirectory } from '../../shared/dirs.js';
 import { EXIT } from '../../shared/errors.js';
 import { loadBrokerCommandConfig, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
+import { latestRun } from '../ledger/index.js';
 import { taskerLogger } from './taskerLog.js';
 
 /** `tasker cancel`: cancels a run and says who was told. Reads the run and the broker. */

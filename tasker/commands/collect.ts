@@ -5,14 +5,16 @@ import type { Logger } from '../../shared/logger.js';
 import type { TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { CollectConfig } from '../config.js';
-import type { PhasePlan } from '../jobs/phasePlan.js';
-import { readSpool } from '../jobs/spool.js';
-import { endRecordOf } from '../ledger/endRecord.js';
-import { type PlannedPhase, plannedPhasesVisitor } from '../ledger/plannedPhases.js';
-import { replayLedger } from '../ledger/replay.js';
-import type { RunMemory } from '../ledger/runMemory.js';
-import { openSession } from '../ledger/session.js';
-import { openTransport, usesBroker } from '../transports/openTransport.js';
+import { type PhasePlan, readSpool } from '../jobs/index.js';
+import {
+  endRecordOf,
+  openSession,
+  type PlannedPhase,
+  plannedPhasesVisitor,
+  type RunMemory,
+  replayLedger,
+} from '../ledger/index.js';
+import { openTransport, usesBroker } from '../transports/index.js';
 
 /** How long the results queue must stay empty before `collect` (without --wait) stops. */
 const QUIET_MS = 1500;

@@ -1,6 +1,6 @@
 import { checkDirectory } from '../../shared/dirs.js';
 import { loadCollectConfig, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
+import { latestRun } from '../ledger/index.js';
 import { taskerLogger } from './taskerLog.js';
 
 /** `tasker collect`: records the results waiting in a run's queue. Reads the run and the broker. */

@@ -1,7 +1,7 @@
 import { EXIT, InputError } from '../../shared/errors.js';
 import { fetchRun, formatBytes, runPrefix, s3Client } from '../../shared/s3.js';
 import { loadFetchConfig, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
+import { latestRun } from '../ledger/index.js';
 
 /** `tasker fetch DEST`: downloads a run's uploaded outputs from S3. */
 export async function fetchCommand(

@@ -3,8 +3,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { quote } from 'shell-quote';
 import { describeSystemError, InputError } from '../../shared/errors.js';
-import { type RuleSet, resolveRules } from '../jobs/rules.js';
-import type { SweepSource } from '../jobs/sweep.js';
+import { type RuleSet, resolveRules, type SweepSource } from '../jobs/index.js';
 
 /** `--params CSV` or `--seq N`: one task per row or number, filling a command template. */
 export interface SweepFlags {

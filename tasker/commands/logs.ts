@@ -1,7 +1,7 @@
 import { EXIT } from '../../shared/errors.js';
 import { loadRunLookup, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
-import { showLogs } from '../observe/logs.js';
+import { latestRun } from '../ledger/index.js';
+import { showLogs } from '../observe/index.js';
 
 /** `tasker logs TASK`: a task's stdout and stderr; `--follow` until it ends. */
 export async function logsCommand(

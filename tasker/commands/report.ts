@@ -2,8 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { describeSystemError, EXIT, InputError } from '../../shared/errors.js';
 import { formatBytes } from '../../shared/s3.js';
 import { loadRunLookup, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
-import { buildReport } from '../observe/report.js';
+import { latestRun } from '../ledger/index.js';
+import { buildReport } from '../observe/index.js';
 
 /** `tasker report`: one self-contained HTML file about a run. */
 export async function reportCommand(

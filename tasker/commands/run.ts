@@ -5,9 +5,15 @@ import { checkDirectory } from '../../shared/dirs.js';
 import { InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { loadRunConfig, type RunConfig, type TaskerFlags } from '../config.js';
-import { checkReadable } from '../jobs/jobsFile.js';
-import { phaseNameOf, planOnce, planRun, planSweep, singlePhase } from '../jobs/plan.js';
-import { checkPhaseName } from '../jobs/rules.js';
+import {
+  checkPhaseName,
+  checkReadable,
+  phaseNameOf,
+  planOnce,
+  planRun,
+  planSweep,
+  singlePhase,
+} from '../jobs/index.js';
 import { type RuleFlags, rulesOf, type SweepFlags, sweepOf, sweepText } from './jobsFlags.js';
 import { runPhases } from './runPhases.js';
 import { taskerLogger } from './taskerLog.js';

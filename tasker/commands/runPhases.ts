@@ -6,12 +6,10 @@ import { onShutdown } from '../../shared/shutdown.js';
 import { statePaths } from '../../shared/statePaths.js';
 import { resultsQueue } from '../../shared/topology.js';
 import type { RunConfig } from '../config.js';
-import { Dispatcher } from '../dispatch/dispatcher.js';
-import type { PhaseSummary } from '../dispatch/phaseTally.js';
-import type { PhasePlan } from '../jobs/phasePlan.js';
-import { newRunId, openSession } from '../ledger/session.js';
-import { localPool, openTransport } from '../transports/openTransport.js';
-import type { RunEnd } from '../transports/transport.js';
+import { Dispatcher, type PhaseSummary } from '../dispatch/index.js';
+import type { PhasePlan } from '../jobs/index.js';
+import { newRunId, openSession } from '../ledger/index.js';
+import { localPool, openTransport, type RunEnd } from '../transports/index.js';
 
 /** What `tasker run`, `send` and `once` ask for: a command line to record and a plan. */
 export interface RunRequest {

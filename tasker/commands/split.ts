@@ -1,5 +1,5 @@
 import { EXIT } from '../../shared/errors.js';
-import { splitToParts } from '../jobs/plan.js';
+import { splitToParts } from '../jobs/index.js';
 import { type RuleFlags, rulesOf } from './jobsFlags.js';
 
 /** `tasker split JOBS`: writes one file per phase and lists them. Reads no configuration. */

@@ -1,8 +1,7 @@
 import { EXIT } from '../../shared/errors.js';
 import { loadRunLookup, type TaskerFlags } from '../config.js';
-import { latestRun } from '../ledger/session.js';
-import { formatStatus } from '../observe/formatStatus.js';
-import { runStatus } from '../observe/status.js';
+import { latestRun } from '../ledger/index.js';
+import { formatStatus, runStatus } from '../observe/index.js';
 
 /** The flags of `tasker status`. */
 export interface StatusFlags extends TaskerFlags {

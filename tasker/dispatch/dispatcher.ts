@@ -1,8 +1,7 @@
 import type { Logger } from '../../shared/logger.js';
-import type { PhasePlan } from '../jobs/phasePlan.js';
-import type { LedgerWriter } from '../ledger/ledger.js';
-import type { RunMemory } from '../ledger/runMemory.js';
-import type { Transport } from '../transports/transport.js';
+import type { PhasePlan } from '../jobs/index.js';
+import type { LedgerWriter, RunMemory } from '../ledger/index.js';
+import type { Transport } from '../transports/index.js';
 import type { DispatchOptions } from './dispatchOptions.js';
 import { type PhaseContext, PhaseRun } from './phaseRun.js';
 import type { PhaseProgress, PhaseSummary } from './phaseTally.js';

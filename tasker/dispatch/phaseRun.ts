@@ -1,12 +1,9 @@
 import { formatDuration } from '../../shared/duration.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
-import type { PhasePlan } from '../jobs/phasePlan.js';
-import { endRecordOf } from '../ledger/endRecord.js';
-import type { LedgerWriter } from '../ledger/ledger.js';
-import type { RunMemory } from '../ledger/runMemory.js';
-import { TaskState } from '../ledger/taskTable.js';
-import type { Transport, TransportListener } from '../transports/transport.js';
+import type { PhasePlan } from '../jobs/index.js';
+import { endRecordOf, type LedgerWriter, type RunMemory, TaskState } from '../ledger/index.js';
+import type { Transport, TransportListener } from '../transports/index.js';
 import type { DispatchOptions } from './dispatchOptions.js';
 import { type PhaseProgress, type PhaseSummary, PhaseTally } from './phaseTally.js';
 import { PhaseTasks } from './phaseTasks.js';

@@ -1,5 +1,5 @@
 import type { TaskResult } from '../../shared/protocol.js';
-import type { PhaseKind } from '../jobs/rules.js';
+import type { PhaseKind } from '../jobs/index.js';
 
 /** A task that ended failed, for the summary. */
 export interface FailedTask {

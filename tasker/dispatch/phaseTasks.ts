@@ -1,6 +1,5 @@
-import type { PhasePlan } from '../jobs/phasePlan.js';
-import { readSpool, type SpooledTask, SpoolReader } from '../jobs/spool.js';
-import { TaskState, type TaskTable } from '../ledger/taskTable.js';
+import { type PhasePlan, readSpool, type SpooledTask, SpoolReader } from '../jobs/index.js';
+import { TaskState, type TaskTable } from '../ledger/index.js';
 import { type PhaseSpawns, SPAWNED } from './spawns.js';
 
 /**

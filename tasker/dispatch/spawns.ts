@@ -1,9 +1,8 @@
 import { IdMap } from '../../shared/idMap.js';
 import type { Logger } from '../../shared/logger.js';
 import { taskId } from '../../shared/taskId.js';
-import type { SpooledTask } from '../jobs/spool.js';
-import type { LedgerWriter } from '../ledger/ledger.js';
-import type { RunMemory } from '../ledger/runMemory.js';
+import type { SpooledTask } from '../jobs/index.js';
+import type { LedgerWriter, RunMemory } from '../ledger/index.js';
 
 /**
  * The `length` a spawned task has in the task table: its command is held in memory, and its

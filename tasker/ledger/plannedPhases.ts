@@ -1,4 +1,4 @@
-import type { PhaseKind } from '../jobs/rules.js';
+import type { PhaseKind } from '../jobs/index.js';
 import type { LedgerVisitor } from './replay.js';
 
 /** A phase as the ledger last described it. */

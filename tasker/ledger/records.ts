@@ -1,5 +1,5 @@
 import type { FailureClass, TaskResult } from '../../shared/protocol.js';
-import type { PhaseKind } from '../jobs/rules.js';
+import type { PhaseKind } from '../jobs/index.js';
 
 /** The ledger's format version, written in every `run` record. */
 export const LEDGER_VERSION = 1;

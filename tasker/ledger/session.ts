@@ -7,7 +7,7 @@ import { makeDirs } from '../../shared/dirs.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { statePaths } from '../../shared/statePaths.js';
-import type { PhasePlan } from '../jobs/phasePlan.js';
+import type { PhasePlan } from '../jobs/index.js';
 import { LEDGER_VERSION, LedgerWriter } from './ledger.js';
 import { LOCK, lockOptions } from './runLock.js';
 import { loadRunMemory, type RunMemory } from './runMemory.js';

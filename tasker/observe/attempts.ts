@@ -1,4 +1,4 @@
-import type { LedgerVisitor } from '../ledger/replay.js';
+import type { LedgerVisitor } from '../ledger/index.js';
 
 /** One attempt on the report's timeline. */
 export interface Bar {

@@ -1,7 +1,7 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { formatDuration } from '../../shared/duration.js';
 import { terminal } from '../../shared/logger.js';
-import type { PhaseProgress } from '../dispatch/phaseTally.js';
+import type { PhaseProgress } from '../dispatch/index.js';
 
 /**
  * One line per phase on a terminal: done/total, failures, running tasks and an ETA, drawn by

@@ -2,11 +2,14 @@ import { existsSync } from 'node:fs';
 import { InputError } from '../../shared/errors.js';
 import type { FailureClass, TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
-import type { PhaseKind } from '../jobs/rules.js';
-import { readSpool } from '../jobs/spool.js';
-import { type PlannedPhase, plannedPhasesVisitor } from '../ledger/plannedPhases.js';
-import { type LedgerVisitor, replayLedger } from '../ledger/replay.js';
-import { isRunActive } from '../ledger/runLock.js';
+import { type PhaseKind, readSpool } from '../jobs/index.js';
+import {
+  isRunActive,
+  type LedgerVisitor,
+  type PlannedPhase,
+  plannedPhasesVisitor,
+  replayLedger,
+} from '../ledger/index.js';
 
 /** A task's state in `tasker status`. */
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';

@@ -1,4 +1,4 @@
-import { SlotPool } from '../../exec/slotPool.js';
+import { SlotPool } from '../../exec/index.js';
 import type { S3Settings } from '../../shared/config/s3.js';
 import type { TaskMessage } from '../../shared/protocol.js';
 import type { Transport, TransportListener } from './transport.js';

@@ -1,0 +1,6 @@
+// What people look at: status, logs, the report, the live view, progress. Other rooms import from
+// here, by name.
+export { formatStatus } from './formatStatus.js';
+export { showLogs } from './logs.js';
+export { buildReport } from './report.js';
+export { runStatus } from './status.js';
