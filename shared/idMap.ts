@@ -55,6 +55,22 @@ export class IdMap {
     this.values[slot * this.columns + column] = value;
   }
 
+  /** The id held in `slot` (16 lowercase hex digits). */
+  idAt(slot: number): string {
+    const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
+    return hex(this.keys[slot * 2] ?? 0) + hex(this.keys[slot * 2 + 1] ?? 0);
+  }
+
+  /** The slots in use whose column `column` holds `value`, in table order. */
+  slotsWhere(column: number, mask: number, value: number): number[] {
+    const found: number[] = [];
+    const { used, values, columns } = this;
+    for (let slot = 0; slot < used.length; slot++) {
+      if (used[slot] && ((values[slot * columns + column] ?? 0) & mask) === value) found.push(slot);
+    }
+    return found;
+  }
+
   /** Reads column `column` of `id`, 0 when absent. */
   value(id: string, column: number): number {
     const slot = this.find(id);

@@ -12,6 +12,8 @@ export const statePaths = {
   lock: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'tasker.lock'),
   /** Written by `tasker cancel`; a tasker running the run stops when it sees it. */
   cancelRequest: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'cancel'),
+  /** What the broker said of the task queue at a running tasker's last look (for status). */
+  brokerView: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'broker.json'),
   phasesDir: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'phases'),
   spool: (stateDir: string, run: string, phase: string) =>
     join(stateDir, 'runs', run, 'phases', `${phase}.jsonl`),

@@ -57,6 +57,10 @@ function addRunFlags(command: Command): Command {
       'time between SIGTERM and SIGKILL when stopping a task (default: 10s)',
     )
     .option(
+      '--lost-after <duration>',
+      'through a broker: publish again a task that is nowhere (queue purged or deleted) for this long (default: 1m; 0: only say so)',
+    )
+    .option(
       '--upload <glob>',
       'upload the outputs matching this glob after each task succeeds (repeatable)',
       collect,

@@ -9,7 +9,7 @@ import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/l
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
 import { checkRunId, type Environment, integer, settingReader } from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
-import { SECOND } from '../shared/duration.js';
+import { MINUTE, SECOND } from '../shared/duration.js';
 
 /** The tasker's flags as commander hands them over: strings and booleans, all optional. */
 export interface TaskerFlags extends PathFlags, LogFlags {
@@ -23,6 +23,7 @@ export interface TaskerFlags extends PathFlags, LogFlags {
   readonly httpHost?: string;
   readonly timeout?: string;
   readonly killGrace?: string;
+  readonly lostAfter?: string;
   readonly local?: boolean;
   readonly bucket?: string;
   readonly upload?: readonly string[];
@@ -122,6 +123,14 @@ export interface RunConfig extends BrokerCommandConfig {
    * @defaultValue 10 seconds (`WARREN_KILL_GRACE`, `--kill-grace`)
    */
   readonly killGraceMs: number;
+  /**
+   * Through a broker: a task of the running phase whose attempt is nowhere (not waiting on the
+   * broker, not held or running on a worker, not finished) for this long vanished (its queue
+   * purged or deleted) and is published again, in ms; with nobody consuming, a quarter of it.
+   * 0: such tasks are said, never published again.
+   * @defaultValue 1 minute (`WARREN_LOST_AFTER`, `--lost-after`)
+   */
+  readonly lostAfterMs: number;
   /**
    * Run with the local pool even when a broker is configured.
    * @defaultValue false (`--local`)
@@ -246,6 +255,7 @@ export function loadRunConfig(
     keepGoing: flags.keepGoing ?? false,
     timeoutMs: read.duration(flags.timeout, 'WARREN_TIMEOUT', 'timeout', 0),
     killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
+    lostAfterMs: read.duration(flags.lostAfter, 'WARREN_LOST_AFTER', 'lost-after bound', MINUTE),
     local: flags.local ?? false,
     ...loadTaskerBroker(env, cwd),
     maxTasks:

@@ -9,6 +9,7 @@ import type { RunConfig } from '../config.js';
 import { Dispatcher, type PhaseSummary } from '../dispatch/index.js';
 import type { PhasePlan } from '../jobs/index.js';
 import { newRunId, openSession } from '../ledger/index.js';
+import { BrokerViewFile } from '../observe/index.js';
 import { localPool, openTransport, type RunEnd } from '../transports/index.js';
 
 /** What `tasker run`, `send` and `once` ask for: a command line to record and a plan. */
@@ -123,6 +124,7 @@ export async function runPhases(
     isReadable(config.logFormat) && plans.length > 0
       ? new (await import('../observe/progress.js')).Progress(plans.map((plan) => plan.name))
       : undefined;
+  const brokerView = new BrokerViewFile(statePaths.brokerView(config.stateDir, run));
   const dispatcher = new Dispatcher(
     session.ledger,
     session.memory,
@@ -136,9 +138,13 @@ export async function runPhases(
       maxTasks: config.maxTasks,
       plannedTasks: plans.reduce((sum, plan) => sum + plan.total, 0),
       noWait: request.noWait,
+      lostAfterMs: config.lostAfterMs,
     },
     runLog,
-    (update) => progress?.update(update),
+    (update) => {
+      progress?.update(update);
+      brokerView.update(update);
+    },
   );
   let interrupted = false;
   let cancelled = false;
@@ -203,6 +209,7 @@ export async function runPhases(
     else if (!failed) runLog.info(`run ${run} succeeded`);
   } finally {
     progress?.stop();
+    brokerView.remove();
     removeHandlers();
     clearInterval(cancelWatch);
     rmSync(cancelFile, { force: true });

@@ -22,4 +22,10 @@ export interface DispatchOptions extends RetryOptions {
    * keeps nothing per task.
    */
   readonly noWait?: boolean;
+  /**
+   * A task of a phase whose attempt is nowhere (not on the broker, not held or running on a
+   * worker, not finished) for this long vanished and is published again, in ms; 0 says so and
+   * publishes nothing (`WARREN_LOST_AFTER`). @defaultValue 1 minute
+   */
+  readonly lostAfterMs?: number;
 }

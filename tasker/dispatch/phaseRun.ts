@@ -1,9 +1,11 @@
-import { formatDuration } from '../../shared/duration.js';
+import { formatDuration, MINUTE } from '../../shared/duration.js';
+import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
 import type { PhasePlan } from '../jobs/index.js';
 import { endRecordOf, type LedgerWriter, type RunMemory, TaskState } from '../ledger/index.js';
-import type { Transport, TransportListener } from '../transports/index.js';
+import type { QueueView, Transport, TransportListener } from '../transports/index.js';
+import { Accounting } from './accounting.js';
 import type { DispatchOptions } from './dispatchOptions.js';
 import { type PhaseProgress, type PhaseSummary, PhaseTally } from './phaseTally.js';
 import { PhaseTasks } from './phaseTasks.js';
@@ -24,6 +26,12 @@ export interface PhaseContext {
   readonly log: Logger;
   readonly onProgress: (progress: PhaseProgress) => void;
 }
+
+/** How long a task may be nowhere before it counts as vanished, by default. */
+const DEFAULT_LOST_AFTER = MINUTE;
+
+/** A task's message may vanish this many times and be published again; then it fails (`lost`). */
+const MAX_VANISHED_AGAIN = 3;
 
 /**
  * Where a phase is. `reading`: nothing handed to the transport yet (nothing listened to);
@@ -54,15 +62,36 @@ export class PhaseRun {
    */
   private readonly publishOnly: boolean;
   private progressTimer: NodeJS.Timeout | undefined;
+  /** Where each awaited task is, where tasks wait on a broker (not for `--no-wait`). */
+  private readonly accounting: Accounting | undefined;
+  /** The broker's last word on the task queue, and what is worth saying about it. */
+  private broker: { view: QueueView; note: string | undefined } | undefined;
 
   constructor(private readonly context: PhaseContext) {
     const { phase, options, memory, ledger, log } = context;
     const spawned = new PhaseSpawns(options.run, phase.name, context.spawns, memory, ledger, log);
     this.tasks = new PhaseTasks(phase, memory.tasks, spawned);
     this.publishOnly = options.noWait === true && phase.kind === 'parallel';
+    const transport = context.transport;
+    this.accounting =
+      !this.publishOnly && Accounting.supports(transport)
+        ? new Accounting(
+            memory.tasks,
+            transport,
+            { lostAfterMs: options.lostAfterMs ?? DEFAULT_LOST_AFTER },
+            log,
+            {
+              vanished: (slots, why) => this.onVanished(slots, why),
+              view: (view, note) => {
+                this.broker = { view, note };
+              },
+            },
+          )
+        : undefined;
   }
 
   close(): void {
+    this.accounting?.stop();
     clearInterval(this.progressTimer);
     this.retries.close();
     this.tasks.close();
@@ -88,7 +117,9 @@ export class PhaseRun {
     // Attempts an earlier session left out are waited for, not published again (a pass over
     // the phase file, made only on such a resume).
     if (memory.anyPending) {
-      const adopted = await this.tasks.adoptPending();
+      // Out there somewhere: on the broker, on a worker, or its result waiting; the accounting
+      // finds out which, as for a task published now.
+      const adopted = await this.tasks.adoptPending((slot) => this.accounting?.queued(slot));
       tally.expected += adopted;
       if (adopted > 0) this.listen();
     }
@@ -138,12 +169,14 @@ export class PhaseRun {
     const listener: TransportListener = {
       queued: (tasks) => this.onQueued(tasks),
       started: (task, attempt, worker, at) => this.onStarted(task, attempt, worker, at),
+      leased: (run, tasks) => this.onLeased(run, tasks),
       result: (result, task) => this.onResult(result, task?.command),
       fatal: (error) => this.fail(error),
     };
     // A `--no-wait` phase waits for `queued`, not for results: the transport was opened to leave
     // them in the run's queue for `tasker collect`.
     this.context.transport.listen(listener);
+    this.accounting?.start();
   }
 
   private fail(error: unknown): void {
@@ -176,11 +209,75 @@ export class PhaseRun {
       tasks: fresh.map((task) => [task.task, task.attempt] as const),
     });
     this.tally.queued += fresh.length;
+    const accounting = this.accounting;
+    if (accounting) {
+      for (const task of fresh) {
+        const slot = this.tasks.awaiting(task.task, task.attempt);
+        if (slot >= 0) accounting.queued(slot);
+      }
+    }
     this.wake();
   }
 
+  private onLeased(run: string, tasks: readonly (readonly [string, number])[]): void {
+    const accounting = this.accounting;
+    if (!accounting || run !== this.context.options.run) return;
+    for (const [id, attempt] of tasks) {
+      const slot = this.tasks.awaiting(id, attempt);
+      if (slot >= 0) accounting.leased(slot);
+    }
+  }
+
+  /**
+   * Tasks whose attempt is nowhere (their queue purged or deleted, a message lost): each is
+   * published again as a new attempt that uses up none of its retries, up to MAX_VANISHED
+   * times; after that it fails for good (`lost`).
+   */
+  private onVanished(slots: readonly number[], why: 'gone' | 'deleted'): void {
+    if (this.halted) return;
+    const { log, phase } = this.context;
+    const table = this.tasks.table;
+    const queue = this.broker?.view.queue ?? 'the task queue';
+    const again: TaskMessage[] = [];
+    const given: TaskResult[] = [];
+    for (const slot of slots) {
+      const id = table.idOf(slot);
+      const attempt = table.attempt(slot);
+      if (table.vanished(slot) >= MAX_VANISHED_AGAIN) {
+        given.push(
+          failedResult(
+            { run: this.context.options.run, phase: phase.name, task: id, attempt },
+            {
+              failure: 'lost',
+              reason: `its message vanished from ${queue} ${MAX_VANISHED_AGAIN + 1} times (purged, deleted, or dropped by a broker policy?)`,
+              worker: '',
+              host: '',
+              startedAt: new Date().toISOString(),
+            },
+          ),
+        );
+        continue;
+      }
+      const command = this.tasks.commandOf(slot);
+      table.vanish(slot);
+      this.accounting?.reset(slot);
+      again.push(this.message(id, command, table.attempt(slot)));
+    }
+    if (again.length > 0) {
+      log.warn(
+        { phase: phase.name },
+        `${again.length} task${again.length === 1 ? '' : 's'} of phase ${phase.name} vanished from ${queue} (${why === 'deleted' ? 'deleted' : 'purged or deleted?'}); publishing ${again.length === 1 ? 'it' : 'them'} again - use tasker cancel to stop a run`,
+      );
+    }
+    for (const result of given) void this.onResult(result);
+    for (const message of again)
+      this.context.transport.submit(message).catch((error: unknown) => this.fail(error));
+  }
+
   private onStarted(id: string, attempt: number, worker: string, at: Date): void {
-    if (this.tasks.awaiting(id, attempt) < 0) return;
+    const slot = this.tasks.awaiting(id, attempt);
+    if (slot < 0) return;
+    this.accounting?.leased(slot);
     this.tally.running++;
     this.context.ledger.append({
       type: 'start',
@@ -206,8 +303,10 @@ export class PhaseRun {
     if (this.tally.running > 0) this.tally.running--;
     // The row first: spawning adds rows, which can move this one. While a retry waits, the
     // next attempt is the one awaited: a duplicate of this result is stale and counts nothing.
-    if (retry > 0) table.set(slot, TaskState.IN_FLIGHT, result.attempt + 1);
-    else
+    if (retry > 0) {
+      table.set(slot, TaskState.IN_FLIGHT, result.attempt + 1);
+      this.accounting?.reset(slot);
+    } else
       table.set(
         slot,
         result.state === 'succeeded' ? TaskState.SUCCEEDED : TaskState.TRIED,
@@ -299,7 +398,11 @@ export class PhaseRun {
   }
 
   private reportProgress(): void {
-    this.context.onProgress(this.tally.progress(this.context.phase.name, this.total));
+    const progress = this.tally.progress(this.context.phase.name, this.total);
+    const broker = this.broker;
+    this.context.onProgress(
+      broker ? { ...progress, broker: broker.view, note: broker.note } : progress,
+    );
   }
 
   private wake(): void {

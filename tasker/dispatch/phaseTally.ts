@@ -1,5 +1,6 @@
 import type { TaskResult } from '../../shared/protocol.js';
 import type { PhaseKind } from '../jobs/index.js';
+import type { QueueView } from '../transports/index.js';
 
 /** A task that ended failed, for the summary. */
 export interface FailedTask {
@@ -34,6 +35,10 @@ export interface PhaseProgress {
   readonly done: number;
   readonly failed: number;
   readonly running: number;
+  /** What the broker said of the task queue at the last look, where tasks wait on one. */
+  readonly broker?: QueueView;
+  /** What the phase waits for, when it is worth saying: `no worker is consuming warren.tasks`. */
+  readonly note?: string;
 }
 
 /** Failed tasks listed in a summary; the rest are counted. */

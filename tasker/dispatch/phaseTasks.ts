@@ -27,18 +27,19 @@ export class PhaseTasks {
   /**
    * Takes the attempts an earlier session published that have no outcome yet: they are still
    * out there, so the phase waits for their results instead of publishing them again. Returns
-   * how many it took.
+   * how many it took. `adopted` hears of each row as it is taken.
    */
-  async adoptPending(): Promise<number> {
+  async adoptPending(adopted?: (slot: number) => void): Promise<number> {
     const table = this.table;
-    let adopted = 0;
+    let count = 0;
     for await (const task of this.all()) {
       const slot = table.find(task.id);
       if (slot < 0 || table.state(slot) !== TaskState.PENDING) continue;
       table.take(slot, table.attempt(slot), task.offset, task.length);
-      adopted++;
+      adopted?.(slot);
+      count++;
     }
-    return adopted;
+    return count;
   }
 
   /** Takes a task just spawned: its first attempt is out. */

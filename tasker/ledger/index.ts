@@ -7,4 +7,4 @@ export { type LedgerVisitor, replayLedger } from './replay.js';
 export { isRunActive, lockOptions } from './runLock.js';
 export type { RunMemory } from './runMemory.js';
 export { latestRun, newRunId, openSession } from './session.js';
-export { TaskState, type TaskTable } from './taskTable.js';
+export { MAX_VANISHED, TaskState, type TaskTable } from './taskTable.js';

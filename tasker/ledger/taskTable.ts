@@ -21,14 +21,24 @@ export type TaskState = (typeof TaskState)[keyof typeof TaskState];
 
 const STATES = 5;
 
-// Columns. STATE holds the state in its low byte and the first attempt of this session above
-// it: one column less is 8 MB less for a run of a million tasks.
+// Columns. STATE holds the state in its low byte, how often the task's message vanished from the
+// broker in the next 4 bits, and the first attempt of this session above them: one column less
+// is 4 MB less for a run of a million tasks. SEEN and QUEUED are the running phase's accounting
+// of where each task is (see tasker/dispatch/accounting.ts).
 const ATTEMPT = 0;
 const STATE = 1;
 const OFFSET = 2;
 const LENGTH = 3;
+const SEEN = 4;
+const QUEUED = 5;
 const STATE_BITS = 8;
 const STATE_MASK = (1 << STATE_BITS) - 1;
+const VANISHED_BITS = 4;
+const VANISHED_MASK = ((1 << VANISHED_BITS) - 1) << STATE_BITS;
+const FIRST_SHIFT = STATE_BITS + VANISHED_BITS;
+
+/** How often a task's message may vanish from the broker, at most, counted in the table. */
+export const MAX_VANISHED = (1 << VANISHED_BITS) - 1;
 
 /**
  * The run's tasks, one row each: their state, attempt numbers and where their command is. One
@@ -40,7 +50,7 @@ const STATE_MASK = (1 << STATE_BITS) - 1;
  * after adding another.
  */
 export class TaskTable {
-  private readonly rows = new IdMap(4);
+  private readonly rows = new IdMap(6);
   /** Rows in each state, NEW left out (a row is NEW when added). */
   private readonly counts = new Array<number>(STATES).fill(0);
 
@@ -52,6 +62,11 @@ export class TaskTable {
   /** The slot of `id`, added (`NEW`, attempt 0) when the run knows nothing of it. */
   add(id: string): number {
     return this.rows.upsert(id);
+  }
+
+  /** The task id of a slot. */
+  idOf(slot: number): string {
+    return this.rows.idAt(slot);
   }
 
   state(slot: number): TaskState {
@@ -68,7 +83,49 @@ export class TaskTable {
 
   /** The first attempt of this session (retries are counted from it), 0 if it has not run one. */
   first(slot: number): number {
-    return this.rows.get(slot, STATE) >>> STATE_BITS;
+    return this.rows.get(slot, STATE) >>> FIRST_SHIFT;
+  }
+
+  /** How often the task's message vanished from the broker in this session (see `vanish`). */
+  vanished(slot: number): number {
+    return (this.rows.get(slot, STATE) & VANISHED_MASK) >>> STATE_BITS;
+  }
+
+  /**
+   * The awaited attempt's message vanished from the broker (a queue purged or deleted): the
+   * next attempt is awaited instead, and the first attempt of this session moves with it, so
+   * the vanished one uses up none of the task's retries.
+   */
+  vanish(slot: number): void {
+    const state = this.state(slot);
+    const vanished = Math.min(this.vanished(slot) + 1, MAX_VANISHED);
+    this.rows.set(slot, ATTEMPT, this.attempt(slot) + 1);
+    this.rows.set(
+      slot,
+      STATE,
+      state | (vanished << STATE_BITS) | ((this.first(slot) + 1) << FIRST_SHIFT),
+    );
+  }
+
+  /**
+   * When the running phase last knew where the task's attempt is (queued on the broker, held
+   * or running on a worker), in ds since `clock`'s start; 0 for never.
+   */
+  seen(slot: number): number {
+    return this.rows.get(slot, SEEN);
+  }
+
+  markSeen(slot: number, at: number): void {
+    this.rows.set(slot, SEEN, at);
+  }
+
+  /** The order in which the broker confirmed the task's attempt (1, 2, ...); 0: not confirmed. */
+  queuedOrder(slot: number): number {
+    return this.rows.get(slot, QUEUED);
+  }
+
+  markQueued(slot: number, order: number): void {
+    this.rows.set(slot, QUEUED, order);
   }
 
   /** Where the task's command is: a byte offset in its phase file (see `length`). */
@@ -79,6 +136,11 @@ export class TaskTable {
   /** The byte length of the task's line in its phase file (the phase may use other values). */
   length(slot: number): number {
     return this.rows.get(slot, LENGTH);
+  }
+
+  /** The slots of the tasks in `state`, in table order (a scan of the whole table). */
+  slotsIn(state: TaskState): number[] {
+    return this.rows.slotsWhere(STATE, STATE_MASK, state);
   }
 
   /** How many tasks are in `state` (not counting `NEW`). */
@@ -100,6 +162,8 @@ export class TaskTable {
     this.rows.set(slot, ATTEMPT, attempt);
     this.rows.set(slot, OFFSET, offset);
     this.rows.set(slot, LENGTH, length);
+    this.rows.set(slot, SEEN, 0);
+    this.rows.set(slot, QUEUED, 0);
     this.setState(slot, TaskState.IN_FLIGHT, attempt);
   }
 
@@ -107,6 +171,7 @@ export class TaskTable {
     const before = this.state(slot);
     if (before !== TaskState.NEW) this.counts[before] = (this.counts[before] ?? 0) - 1;
     if (state !== TaskState.NEW) this.counts[state] = (this.counts[state] ?? 0) + 1;
-    this.rows.set(slot, STATE, state | (first << STATE_BITS));
+    const vanished = this.rows.get(slot, STATE) & VANISHED_MASK;
+    this.rows.set(slot, STATE, state | vanished | (first << FIRST_SHIFT));
   }
 }

@@ -31,8 +31,14 @@ export const PHASE_COLUMNS = [
   'ETA',
 ];
 
-/** A phase's row of the phase table. */
-export function phaseCells(phase: PhaseStatus): string[] {
+/** The columns for `phases`: a `cancelled` one after `queued` when any phase has some. */
+export function phaseColumns(phases: readonly PhaseStatus[]): string[] {
+  if (!phases.some((phase) => phase.cancelled > 0)) return PHASE_COLUMNS;
+  return [...PHASE_COLUMNS.slice(0, 7), 'cancelled', ...PHASE_COLUMNS.slice(7)];
+}
+
+/** A phase's row of the phase table (`withCancelled`: see `phaseColumns`). */
+export function phaseCells(phase: PhaseStatus, withCancelled = phase.cancelled > 0): string[] {
   return [
     phase.name,
     phase.kind,
@@ -40,10 +46,20 @@ export function phaseCells(phase: PhaseStatus): string[] {
     String(phase.succeeded),
     String(phase.failed),
     String(phase.running),
-    String(phase.queued + phase.cancelled),
+    String(phase.queued),
+    ...(withCancelled ? [String(phase.cancelled)] : []),
     String(phase.retried),
     phase.etaMs === null ? '-' : formatDuration(phase.etaMs),
   ];
+}
+
+/** The broker's counts beside the ledger's, for a running run: one line, or none. */
+function brokerLine(status: RunStatus): string[] {
+  const broker = status.broker;
+  if (!broker) return [];
+  const at = broker.at.replace('T', ' ').slice(11, 19);
+  const line = `broker (${at} UTC): ${broker.queue} holds ${broker.ready} ready task(s), ${broker.consumers} consumer(s)${broker.recreated ? ' (it was gone: declared again)' : ''}`;
+  return ['', line, ...(broker.note ? [broker.note] : [])];
 }
 
 /** The human form of `tasker status`. */
@@ -55,7 +71,14 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
     `run ${status.run}: ${status.state} (${status.mode ?? 'unknown'} mode${when})`,
     '',
   ];
-  lines.push(table([PHASE_COLUMNS, ...status.phases.map(phaseCells)]));
+  const withCancelled = status.phases.some((phase) => phase.cancelled > 0);
+  lines.push(
+    table([
+      phaseColumns(status.phases),
+      ...status.phases.map((phase) => phaseCells(phase, withCancelled)),
+    ]),
+  );
+  lines.push(...brokerLine(status));
   const failed = status.tasks.filter((task) => task.state === 'failed');
   if (onlyFailed) {
     lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);

@@ -11,7 +11,7 @@ export class Progress {
   private readonly bars = new MultiBar(
     {
       format:
-        '{phase} |{bar}| {value}/{total} done, {failed} failed, {running} running | ETA {left}',
+        '{phase} |{bar}| {value}/{total} done, {failed} failed, {running} running | ETA {left}{note}',
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -36,6 +36,8 @@ export class Progress {
       failed: progress.failed,
       running: progress.running,
       left: this.eta(progress),
+      // What the phase waits for, shortened: the warning line says the rest.
+      note: progress.note ? ` | ${progress.note.split(':')[0]}` : '',
     };
     if (!bar) {
       bar = this.bars.create(progress.total, progress.done, payload);

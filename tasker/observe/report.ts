@@ -1,6 +1,6 @@
 import { formatDuration } from '../../shared/duration.js';
 import { AttemptsFold, type Bar, type PhaseStart } from './attempts.js';
-import { PHASE_COLUMNS, phaseCells } from './formatStatus.js';
+import { phaseCells, phaseColumns } from './formatStatus.js';
 import { type RunStatus, runStatus } from './status.js';
 
 /** The timeline draws at most this many attempts (the longest), so the file stays usable. */
@@ -142,9 +142,10 @@ export async function buildReport(
     { total: 0, succeeded: 0, failed: 0, running: 0 },
   );
 
+  const withCancelled = status.phases.some((phase) => phase.cancelled > 0);
   const phases = table(
-    PHASE_COLUMNS,
-    status.phases.map((phase) => phaseCells(phase).map(esc)),
+    phaseColumns(status.phases),
+    status.phases.map((phase) => phaseCells(phase, withCancelled).map(esc)),
     'phases',
   );
   const byPhase = new Map<string, number[]>();

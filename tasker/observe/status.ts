@@ -10,6 +10,7 @@ import {
   plannedPhasesVisitor,
   replayLedger,
 } from '../ledger/index.js';
+import { type BrokerViewRecord, readBrokerView } from './brokerView.js';
 
 /** A task's state in `tasker status`. */
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -64,6 +65,11 @@ export interface RunStatus {
   exitCode: number | null;
   phases: PhaseStatus[];
   tasks: TaskStatus[];
+  /**
+   * While a tasker runs the run through a broker: the task queue as the broker reported it at
+   * the tasker's last look, and what the phase waits for (`no worker is consuming ...`).
+   */
+  broker: BrokerViewRecord | null;
 }
 
 /** What the ledger says of one task: its last attempt (or its success); no id. */
@@ -233,7 +239,8 @@ export async function runStatus(
             : exitCode === null || exitCode === 130
               ? 'interrupted'
               : 'error';
-  return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks };
+  const broker = active ? (readBrokerView(statePaths.brokerView(stateDir, run)) ?? null) : null;
+  return { run, state, mode, startedAt, finishedAt, exitCode, phases: phaseStatus, tasks, broker };
 }
 
 /** Time left in a phase at its pace so far (tasks ended per ms since its first start). */

@@ -7,7 +7,7 @@ import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared
 import { type DeleteOptions, deleteResultsQueue, resultsWaiting } from './resultsQueue.js';
 import { ResultsReader } from './resultsReader.js';
 import { TaskPublisher } from './taskPublisher.js';
-import type { RunEnd, Transport, TransportListener } from './transport.js';
+import type { QueueView, RunEnd, Transport, TransportListener } from './transport.js';
 
 export interface RabbitTransportOptions {
   readonly broker: BrokerOptions;
@@ -65,6 +65,10 @@ export class RabbitTransport implements Transport {
       log: options.log,
       confirmed: (tasks) => this.listener?.queued(tasks),
       fail: (error) => this.fail(error),
+      unroutable: async () => {
+        const model = this.model;
+        if (model) await this.redeclare(model);
+      },
     });
     this.results = new ResultsReader(
       {
@@ -151,6 +155,43 @@ export class RabbitTransport implements Transport {
           `kept results queue \`${this.resultsQueue}\`: ${left} message(s) still in it`,
         );
     }
+  }
+
+  /**
+   * The task queue as the broker sees it. A queue that is gone (`rabbitmqctl delete_queue`) is
+   * declared again, so that what is published again has somewhere to go and the workers, who
+   * wait for it, take tasks again.
+   */
+  async view(): Promise<QueueView> {
+    const model = this.model;
+    if (!model) throw new Error('not connected');
+    const queue = this.options.queue;
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      const { messageCount, consumerCount } = await channel.checkQueue(queue);
+      return { queue, ready: messageCount, consumers: consumerCount, recreated: false };
+    } catch (error) {
+      if (!/NOT_FOUND/.test(String((error as Error).message))) throw error;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+    await this.redeclare(model);
+    return { queue, ready: 0, consumers: 0, recreated: true };
+  }
+
+  /** Declares the topology again (the task queue was deleted under the run). */
+  private async redeclare(model: ChannelModel): Promise<void> {
+    const setup = await model.createChannel();
+    setup.on('error', () => {});
+    try {
+      await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
+    } finally {
+      await setup.close().catch(() => {});
+    }
+    this.options.log.warn(
+      `task queue \`${this.options.queue}\` was gone (deleted?); declared it again`,
+    );
   }
 
   /** Messages ready in the run's results queue (0 when it cannot be checked). */

@@ -26,7 +26,15 @@ export interface TaskPublisherOptions {
   readonly confirmed: (tasks: readonly TaskMessage[]) => void;
   /** The broker refused tasks in a way publishing again cannot fix. */
   readonly fail: (error: InfraError) => void;
+  /**
+   * The broker returned a task unroutable: the task queue is gone (deleted under the run).
+   * Declares it again; the task is published again after.
+   */
+  readonly unroutable: () => Promise<void>;
 }
+
+/** A task returned unroutable this many times in a row fails the run: the queue will not stay. */
+const MAX_RETURNS = 3;
 
 /**
  * Publishes tasks to the task queue through a confirm channel: mandatory, a bounded window of
@@ -43,6 +51,9 @@ export class TaskPublisher {
   /** Confirmed since the last report. */
   private confirmed: TaskMessage[] = [];
   private readonly returned = new Set<string>();
+  /** Returns in a row, since the last confirm of a task that was routed. */
+  private returns = 0;
+  private redeclaring: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   /** The window now: FIRST_WINDOW after an idle moment, up to `options.window`. */
   private window = FIRST_WINDOW;
@@ -184,18 +195,41 @@ export class TaskPublisher {
         );
       }
     } else if (this.returned.delete(task.task)) {
-      this.options.fail(
-        new InfraError(
-          'PUBLISH_UNROUTABLE',
-          `task queue \`${this.options.queue}\` did not take task ${task.task}: it was returned unroutable`,
-        ),
-      );
+      if (++this.returns > MAX_RETURNS) {
+        this.options.fail(
+          new InfraError(
+            'PUBLISH_UNROUTABLE',
+            `task queue \`${this.options.queue}\` did not take task ${task.task}: it was returned unroutable`,
+          ),
+        );
+      } else {
+        this.againAfterRedeclare(task);
+      }
     } else {
+      this.returns = 0;
       this.window = Math.min(this.options.window, this.window + 1);
       this.confirmed.push(task);
       if (this.confirmed.length === 1) setImmediate(() => this.reportConfirmed());
     }
     this.wake();
+  }
+
+  /** Publishes `task` again once the task queue is declared again (one declaration at a time). */
+  private againAfterRedeclare(task: TaskMessage): void {
+    this.republish.push(task);
+    this.redeclaring ??= this.options
+      .unroutable()
+      .catch((error: unknown) =>
+        this.options.log.warn(`could not declare the task queue again: ${String(error)}`),
+      )
+      .finally(() => {
+        this.redeclaring = undefined;
+        const channel = this.channel;
+        if (!channel) return; // the next channel publishes them
+        const again = this.republish;
+        this.republish = [];
+        for (const next of again) this.publish(channel, next);
+      });
   }
 
   private reportConfirmed(): void {

@@ -7,6 +7,16 @@ export interface TransportListener {
   /** A worker slot started an attempt (transports that can tell). */
   started(task: string, attempt: number, worker: string, at: Date): void;
   /**
+   * A worker holds or runs these attempts of the run: a lease, renewed every lease interval
+   * while it lasts (transports that can tell).
+   */
+  leased?(
+    run: string,
+    tasks: readonly (readonly [string, number])[],
+    worker: string,
+    at: Date,
+  ): void;
+  /**
    * An attempt ended. The transport acknowledges the result only after the returned promise
    * resolves, that is after the ledger has it: nothing is lost if the tasker dies in between.
    * A transport that still holds the task passes it along (it saves reading the command back).
@@ -14,6 +24,18 @@ export interface TransportListener {
   result(result: TaskResult, task?: TaskMessage): void | Promise<void>;
   /** The transport cannot go on (the ledger cannot be written, the broker is gone for good). */
   fatal(error: unknown): void;
+}
+
+/** What a broker says of the task queue, for the barrier's accounting and for status. */
+export interface QueueView {
+  /** The task queue, by name. */
+  readonly queue: string;
+  /** Messages ready in it (not counting those delivered and not acknowledged). */
+  readonly ready: number;
+  /** Consumers on it: workers taking tasks. */
+  readonly consumers: number;
+  /** It did not exist (deleted): the transport declared it again, empty. */
+  readonly recreated: boolean;
 }
 
 /**
@@ -52,6 +74,12 @@ export interface Transport {
    * local pool: its tasker hears of a cancel from the request file in the run's directory).
    */
   announceCancel(): Promise<boolean>;
+  /**
+   * What the broker holds of the task queue, asked now; a queue found deleted is declared
+   * again. Only where tasks wait on a broker (absent for a local pool, whose tasks are always
+   * its own to account for).
+   */
+  view?(): Promise<QueueView>;
   /** Results of the run waiting to be read (0 where results never wait, as in a local pool). */
   waiting(): Promise<number>;
   /**

@@ -10,6 +10,11 @@ export const FIGURES = [
   ['tasksLost', 'tasks lost', 0],
   ['recordedTwice', 'outcomes recorded twice', 0],
   ['poisonIsolated', 'poison tasks isolated', undefined],
+  ['queuesEmptied', 'task queues purged or deleted', undefined],
+  ['resultsLost', 'results deleted unread', undefined],
+  ['resultsUnreadable', 'unreadable or foreign results', undefined],
+  ['workersFrozen', 'workers frozen (SIGSTOP)', undefined],
+  ['namesClashed', 'worker names claimed twice', undefined],
   ['badInputs', 'bad inputs tried', undefined],
 ] as const satisfies readonly (readonly [string, string, number | undefined])[];
 
