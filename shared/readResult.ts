@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { isKnownFailure, PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js';
+import { PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js';
 import { failedResult } from './failedResult.js';
 import type { AnyFailureClass, TaskResult } from './protocol.js';
 import * as schemas from './schemas.js';
@@ -103,9 +103,7 @@ function reasonOf(failure: AnyFailureClass, body: Body): string {
   if (body.signal)
     return `killed by ${body.signal}${body.exitCode === null ? '' : ` (exit ${body.exitCode})`}`;
   if (body.exitCode !== null) return `exit ${body.exitCode}`;
-  return isKnownFailure(failure)
-    ? `failed (${failure})`
-    : `failed (${failure}, a class this tasker does not know)`;
+  return `class ${failure}, no reason given`;
 }
 
 /** One validation issue in a line: `exitCode: expected number, got "zero"`. */

@@ -92,7 +92,7 @@ describe('reading a result', () => {
     });
     expect(resultOf(decode({ ...minimal, state: 'failed' }))).toMatchObject({
       failure: 'exit',
-      reason: 'failed (exit)',
+      reason: 'class exit, no reason given',
     });
     // What the client gave is kept.
     expect(
@@ -104,7 +104,7 @@ describe('reading a result', () => {
     const result = resultOf(decode({ ...minimal, state: 'failed', failure: 'gpu-fault' }));
     expect(result.state).toBe('failed');
     expect(result.failure).toBe('gpu-fault');
-    expect(result.reason).toContain('gpu-fault');
+    expect(result.reason).toBe('class gpu-fault, no reason given');
   });
 
   it("reads Warren's own results unchanged", () => {
