@@ -9,8 +9,10 @@ import type * as schemas from './schemas.js';
  * this module does not load valibot. The constants both need are in contract.ts.
  */
 export {
+  type AnyFailureClass,
   FAILURE_CLASSES,
   type FailureClass,
+  isKnownFailure,
   PROTOCOL_VERSION,
   RUN_ID_PATTERN,
 } from './contract.js';

@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { FAILURE_CLASSES, PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js';
+import { type AnyFailureClass, PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js';
 
 /**
  * The valibot schemas of the message contract, used where messages cross a process boundary
@@ -9,7 +9,8 @@ import { FAILURE_CLASSES, PROTOCOL_VERSION, RUN_ID_PATTERN } from './contract.js
  */
 
 const nonEmpty = v.pipe(v.string(), v.minLength(1));
-const count = (min: number) => v.pipe(v.number(), v.integer(), v.minValue(min));
+const count = (min: number) =>
+  v.pipe(v.number(), v.integer('expected an integer'), v.minValue(min, `expected at least ${min}`));
 const timestamp = v.pipe(v.string(), v.isoTimestamp());
 
 /** A task id: 16 lowercase hex digits of a content hash, stable across restarts. */
@@ -51,32 +52,95 @@ export const LogSpan = v.object({
   end: count(0),
 });
 
+/**
+ * A failure class: one of contract.ts's, or a newer or foreign worker's (kept as given). A name,
+ * not a sentence: it is a metrics label and a column of the ledger.
+ */
+const FailureName = v.pipe(
+  v.string(),
+  v.minLength(1, 'expected a failure class'),
+  v.maxLength(64, 'a failure class is at most 64 characters'),
+  v.transform((name): AnyFailureClass => name),
+);
+
+const ResultState = v.picklist(['succeeded', 'failed', 'cancelled']);
+const ExitCode = v.pipe(v.number(), v.integer('expected an integer'));
+const Logs = v.object({ stdout: LogSpan, stderr: LogSpan });
+const Uploaded = v.array(UploadedObject);
+const Spawned = v.pipe(v.array(nonEmpty), v.maxLength(10_000));
+
+/**
+ * A result as Warren's worker writes it and as the tasker holds it once read: every field there.
+ * A result on the wire is read with `ResultBody`, which lets a client leave fields out.
+ */
 export const TaskResult = v.object({
   v: v.literal(PROTOCOL_VERSION),
   run: RunId,
   phase: nonEmpty,
   task: TaskId,
   attempt: count(1),
-  state: v.picklist(['succeeded', 'failed', 'cancelled']),
-  failure: v.nullable(v.picklist(FAILURE_CLASSES)),
+  state: ResultState,
+  failure: v.nullable(FailureName),
   /** One line for people: `exit 1`, `killed by SIGKILL`, `timed out after 30s`. */
   reason: v.nullable(v.string()),
   worker: v.string(),
   host: v.string(),
   startedAt: timestamp,
   finishedAt: timestamp,
-  exitCode: v.nullable(v.pipe(v.number(), v.integer())),
+  exitCode: v.nullable(ExitCode),
   signal: v.nullable(v.string()),
   stdoutTail: v.string(),
   stderrTail: v.string(),
   /** Where the attempt's full output is: byte spans of its slot's log files. */
-  logs: v.nullable(v.object({ stdout: LogSpan, stderr: LogSpan })),
+  logs: v.nullable(Logs),
   /** Outputs uploaded after the command succeeded. */
-  uploaded: v.optional(v.array(UploadedObject)),
+  uploaded: v.optional(Uploaded),
   /** How long the uploads took, in ms (within finishedAt - startedAt). */
   uploadMs: v.optional(count(0)),
   /** Commands the task wrote to `WARREN_SPAWN`: new tasks for its phase. */
-  spawned: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(10_000))),
+  spawned: v.optional(Spawned),
+});
+
+/**
+ * A date and time as a client in any language writes one (ISO 8601, with or without a zone,
+ * fractions of any length), held as JavaScript's ISO form.
+ */
+const LooseTimestamp = v.pipe(
+  v.string(),
+  v.check(
+    (text) => /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(text) && !Number.isNaN(Date.parse(text)),
+    'expected an ISO 8601 date and time',
+  ),
+  v.transform((text) => new Date(text).toISOString()),
+);
+
+/**
+ * A result as the tasker reads it off the wire (docs/protocol.md, "Reading a result"): the
+ * fields the tasker cannot do without are required; every other one may be absent or null and
+ * takes its default (readResult.ts fills in those that depend on others). Whatever is present
+ * must have its type. Unknown fields are ignored.
+ */
+export const ResultBody = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  phase: nonEmpty,
+  task: TaskId,
+  attempt: count(1),
+  state: ResultState,
+  failure: v.nullish(FailureName),
+  reason: v.nullish(v.string()),
+  worker: v.nullish(v.string(), ''),
+  host: v.nullish(v.string(), ''),
+  startedAt: v.nullish(LooseTimestamp),
+  finishedAt: v.nullish(LooseTimestamp),
+  exitCode: v.nullish(ExitCode, null),
+  signal: v.nullish(v.string(), null),
+  stdoutTail: v.nullish(v.string(), ''),
+  stderrTail: v.nullish(v.string(), ''),
+  logs: v.nullish(Logs, null),
+  uploaded: v.nullish(Uploaded),
+  uploadMs: v.nullish(count(0)),
+  spawned: v.nullish(Spawned),
 });
 
 /** A worker's notice that it started an attempt. */

@@ -1,6 +1,7 @@
 import type { Message, Options } from 'amqplib';
 import * as v from 'valibot';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.js';
+import { type ResultReading, readResult } from './readResult.js';
 import * as schemas from './schemas.js';
 import { checkSignature } from './signing.js';
 import { NAMES, RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
@@ -132,9 +133,13 @@ export function decodeControl(message: Message): Decoded<ControlMessage> {
   return parse(message.content, schemas.ControlMessage, 'control message');
 }
 
-/** What can arrive on a run's results queue. */
+/**
+ * What can arrive on a run's results queue: a result; a result that could not be read, as its
+ * attempt's `unreadable` failure; a started notice; a dead-lettered task; or junk, which names
+ * no attempt (logged and acknowledged).
+ */
 export type ResultsEvent =
-  | { readonly kind: 'result'; readonly result: TaskResult }
+  | Exclude<ResultReading, { kind: 'junk' }>
   | { readonly kind: 'started'; readonly notice: StartedNotice }
   /** A task the broker dead-lettered: no worker finished it (`reason` from x-death). */
   | {
@@ -175,12 +180,9 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
       deliveries,
     };
   }
-  if (type === TYPE.result) {
-    const decoded = parse(message.content, schemas.TaskResult, 'result');
-    return decoded.ok
-      ? { kind: 'result', result: decoded.value }
-      : { kind: 'junk', reason: decoded.reason };
-  }
+  // A foreign client's message with no type at all is taken for what the queue is for.
+  if (type === TYPE.result || type === undefined)
+    return readResult(message.content, message.properties, MAX_BODY);
   if (type === TYPE.started) {
     const decoded = parse(message.content, schemas.StartedNotice, 'started notice');
     return decoded.ok

@@ -289,12 +289,14 @@ export class PhaseRun {
     });
   }
 
-  private onResult(result: TaskResult, known?: string): Promise<void> {
+  private onResult(given: TaskResult, known?: string): Promise<void> {
     const { ledger, options, phase, policy } = this.context;
     const table = this.tasks.table;
-    const slot = this.tasks.awaiting(result.task, result.attempt);
-    if (slot < 0 || result.run !== options.run || result.phase !== phase.name)
-      return this.onOtherResult(result, known);
+    const slot = this.tasks.awaiting(given.task, given.attempt);
+    if (slot < 0 || given.run !== options.run) return this.onOtherResult(given, known);
+    // Only this phase's tasks are awaited: an attempt it waits for is its own whatever phase the
+    // result names (one that could not be read may name none).
+    const result = given.phase === phase.name ? given : { ...given, phase: phase.name };
     const retry = this.stage === 'interrupted' ? 0 : policy.retryOf(result, table.first(slot));
     const command = known ?? this.tasks.commandOf(slot);
     const final = retry === 0 && result.state !== 'cancelled';

@@ -1,5 +1,5 @@
 import { MINUTE } from '../../shared/duration.js';
-import type { FailureClass, TaskResult } from '../../shared/protocol.js';
+import { type FailureClass, isKnownFailure, type TaskResult } from '../../shared/protocol.js';
 
 /**
  * The failure classes worth another attempt: the command may well succeed next time (on
@@ -8,6 +8,9 @@ import type { FailureClass, TaskResult } from '../../shared/protocol.js';
  * Not retried: `lost` (the broker's delivery limit ran out: the task already had its tries,
  * each of which killed or lost whatever ran it) and `rejected` (a bad message fails the same
  * way again). A class added to the protocol is not retried until someone adds it here.
+ *
+ * A class this tasker does not know (a newer or foreign worker's) is retried as `exit` is: see
+ * `retriedAs`.
  */
 export const RETRIED_FAILURES: readonly FailureClass[] = [
   'exit',
@@ -16,6 +19,7 @@ export const RETRIED_FAILURES: readonly FailureClass[] = [
   'oom',
   'upload',
   'infra',
+  'unreadable', // its result could not be read: the next attempt's may well be
 ];
 
 /** The longest wait before a retry, however many came before it. */
@@ -51,8 +55,7 @@ export class RetryPolicy {
    */
   retryOf(result: TaskResult, first: number): number {
     if (result.state !== 'failed') return 0;
-    // A failed result with no class (a foreign client's) most likely means the command failed.
-    if (!this.retried.has(result.failure ?? 'exit')) return 0;
+    if (!this.retried.has(retriedAs(result))) return 0;
     const retry = result.attempt - first + 1;
     return retry <= this.options.retries ? retry : 0;
   }
@@ -61,4 +64,14 @@ export class RetryPolicy {
   delayMs(retry: number): number {
     return Math.min(this.options.retryDelayMs * 2 ** (retry - 1), MAX_RETRY_DELAY);
   }
+}
+
+/**
+ * The class a failed result is retried as: its own, if this tasker knows it; `exit` for a class
+ * it does not know (a newer or foreign worker's: most likely its command failed) and for none.
+ * The ledger keeps the class as given; only the decision to retry reads it this way.
+ */
+export function retriedAs(result: Pick<TaskResult, 'failure'>): FailureClass {
+  const failure = result.failure;
+  return failure !== null && isKnownFailure(failure) ? failure : 'exit';
 }

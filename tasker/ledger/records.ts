@@ -1,4 +1,4 @@
-import type { FailureClass, TaskResult } from '../../shared/protocol.js';
+import type { AnyFailureClass, TaskResult } from '../../shared/protocol.js';
 import type { PhaseKind } from '../jobs/index.js';
 
 /** The ledger's format version, written in every `run` record. */
@@ -76,7 +76,7 @@ export interface EndRecord {
   readonly attempt: number;
   readonly state: TaskResult['state'];
   readonly final: boolean;
-  readonly failure: FailureClass | null;
+  readonly failure: AnyFailureClass | null;
   readonly reason: string | null;
   readonly worker: string;
   readonly host: string;

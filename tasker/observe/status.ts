@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { InputError } from '../../shared/errors.js';
-import type { FailureClass, TaskResult } from '../../shared/protocol.js';
+import type { AnyFailureClass, TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
 import { type PhaseKind, readSpool } from '../jobs/index.js';
 import {
@@ -23,7 +23,7 @@ export interface TaskStatus {
   state: TaskState;
   attempts: number;
   exitCode: number | null;
-  failure: FailureClass | null;
+  failure: AnyFailureClass | null;
   reason: string | null;
   startedAt: string | null;
   finishedAt: string | null;

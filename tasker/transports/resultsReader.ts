@@ -2,7 +2,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { InfraError } from '../../shared/errors.js';
 import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
-import type { TaskResult } from '../../shared/protocol.js';
+import { isKnownFailure, type TaskResult } from '../../shared/protocol.js';
 import { decodeResultsMessage, type ResultsEvent } from '../../shared/wire.js';
 import type { TransportListener } from './transport.js';
 
@@ -34,6 +34,8 @@ export class ResultsReader {
     Channel,
     { readonly message: ConsumeMessage; ready: boolean }[]
   >();
+  /** Failure classes this tasker does not know that results came with: each logged once. */
+  private readonly foreignClasses = new Set<string>();
 
   constructor(
     private readonly options: ResultsReaderOptions,
@@ -88,6 +90,14 @@ export class ResultsReader {
     let done: Promise<void> | undefined;
     switch (event.kind) {
       case 'result':
+        this.noteForeignClass(event.result);
+        done = Promise.resolve(listener.result(event.result));
+        break;
+      case 'unreadable':
+        this.options.log.warn(
+          { task: event.result.task, attempt: event.result.attempt },
+          `${event.reason}: taken as a failed attempt`,
+        );
         done = Promise.resolve(listener.result(event.result));
         break;
       case 'started':
@@ -115,6 +125,17 @@ export class ResultsReader {
         this.ackReady(channel);
       },
       (error: unknown) => this.options.fail(error),
+    );
+  }
+
+  /** Says once per class that a newer or foreign worker's failure class is kept as given. */
+  private noteForeignClass(result: TaskResult): void {
+    const failure = result.failure;
+    if (failure === null || isKnownFailure(failure) || this.foreignClasses.has(failure)) return;
+    this.foreignClasses.add(failure);
+    this.options.log.warn(
+      { task: result.task, attempt: result.attempt },
+      `a result has failure class \`${failure}\`, which this tasker does not know: recorded as given, retried as \`exit\``,
     );
   }
 

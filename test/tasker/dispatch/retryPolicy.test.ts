@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MINUTE, SECOND } from '../../../shared/duration.js';
 import { FAILURE_CLASSES, type TaskResult } from '../../../shared/protocol.js';
-import { RETRIED_FAILURES, RetryPolicy } from '../../../tasker/dispatch/retryPolicy.js';
+import { RETRIED_FAILURES, RetryPolicy, retriedAs } from '../../../tasker/dispatch/retryPolicy.js';
 
 const result = (attempt: number, fields: Partial<TaskResult> = {}): TaskResult => ({
   v: 1,
@@ -29,7 +29,7 @@ describe('the retry policy', () => {
 
   it('retries exactly the classes it lists: a new class is decided, not retried by default', () => {
     expect([...RETRIED_FAILURES].sort()).toEqual(
-      ['exit', 'infra', 'oom', 'signal', 'timeout', 'upload'].sort(),
+      ['exit', 'infra', 'oom', 'signal', 'timeout', 'unreadable', 'upload'].sort(),
     );
     const retried = FAILURE_CLASSES.filter((failure) => policy.retryOf(result(1, { failure }), 1));
     expect(retried).toEqual(
@@ -39,6 +39,20 @@ describe('the retry policy', () => {
     expect(policy.retryOf(result(1, { failure: 'rejected' }), 1)).toBe(0);
     // A failed result without a class (a foreign client's) is taken as the command failing.
     expect(policy.retryOf(result(1, { failure: null }), 1)).toBe(1);
+  });
+
+  it("retries a class it does not know (a newer worker's) as `exit`, and keeps the class", () => {
+    const foreign = result(1, { failure: 'gpu-fault' });
+    expect(retriedAs(foreign)).toBe('exit');
+    expect(policy.retryOf(foreign, 1)).toBe(1);
+    expect(policy.retryOf(result(3, { failure: 'gpu-fault' }), 1)).toBe(0); // retries used up
+    expect(foreign.failure).toBe('gpu-fault');
+    expect(retriedAs(result(1, { failure: 'lost' }))).toBe('lost');
+    expect(retriedAs(result(1, { failure: null }))).toBe('exit');
+  });
+
+  it('retries an unreadable result, as the attempt failing', () => {
+    expect(policy.retryOf(result(1, { failure: 'unreadable', exitCode: null }), 1)).toBe(1);
   });
 
   it('retries failures only, never a success or a cancelled attempt', () => {
