@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { tasker } from '../helpers/cli.js';
 import { brokerUrl, declareTaskQueue, eachFleet, queueDepth } from '../helpers/fleet.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
+import { count } from './figures.js';
 
 let dir: string;
 let queue: string;
@@ -51,7 +52,7 @@ async function foreignWorker(
   return { close: () => connection.close() };
 }
 
-describe('results from a foreign or newer worker', () => {
+describe('faults: results from a foreign or newer worker', () => {
   it('takes an unreadable result and an unknown class as failures, retries, and ends', async () => {
     writeFileSync(join(dir, 'jobs.sh'), 'echo never run here\n');
     await declareTaskQueue(queue);
@@ -89,6 +90,7 @@ describe('results from a foreign or newer worker', () => {
       expect(status.state).toBe('succeeded');
       expect(status.tasks.map((task: { attempts: number }) => task.attempts)).toEqual([3]);
       expect(await queueDepth('warren.results.foreign-1')).toBe(-1);
+      count({ tasksRun: 3, tasksLost: 0, recordedTwice: 0, resultsUnreadable: 2 });
     } finally {
       await stranger.close();
     }
