@@ -7,6 +7,16 @@ export interface TransportListener {
   /** A worker slot started an attempt (transports that can tell). */
   started(task: string, attempt: number, worker: string, at: Date): void;
   /**
+   * A worker holds or runs these attempts (`[task, attempt]`) of `run`: a lease, renewed every
+   * lease interval while it lasts (transports that can tell).
+   */
+  leased?(
+    run: string,
+    tasks: readonly (readonly [string, number])[],
+    worker: string,
+    at: Date,
+  ): void;
+  /**
    * An attempt ended. The transport acknowledges the result only after the returned promise
    * resolves, that is after the ledger has it: nothing is lost if the tasker dies in between.
    * A transport that still holds the task passes it along (it saves reading the command back).
