@@ -68,6 +68,8 @@ export class Worker {
       },
       queue: config.queue,
       signingKey: config.signingKey,
+      worker: config.workerName,
+      leaseIntervalMs: config.leaseIntervalMs,
       log,
       publisher: this.publisher,
       markers: this.markers,
