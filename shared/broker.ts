@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
-import { describeSystemError, InfraError } from './errors.js';
+import { formatDuration, MINUTE, SECOND } from './duration.js';
+import { describeSystemError, InfraError, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** How to reach the broker and how hard to try. */
@@ -41,11 +42,34 @@ export function brokerAddress(url: string): string {
   }
 }
 
+/** Why a broker cannot be reached, in a few words, when the socket says (else undefined). */
+function unreachable(error: unknown): string | undefined {
+  switch ((error as NodeJS.ErrnoException | undefined)?.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    case 'ETIMEDOUT':
+      return 'timed out';
+    default:
+      return undefined;
+  }
+}
+
+/** A delay for people, short: `200ms`, `1.6s`, `30s`, `5m00s`. */
+function briefly(ms: number): string {
+  if (ms < SECOND) return `${Math.round(ms)}ms`;
+  if (ms < MINUTE) return `${Number((ms / SECOND).toFixed(1))}s`;
+  return formatDuration(ms);
+}
+
 /** Turns a connection failure into one line that says what to check. */
 export function describeConnectError(error: unknown, url: string): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const where = brokerAddress(url);
+  const why = unreachable(error);
   let user = 'guest';
   let vhost = '/';
   try {
@@ -60,10 +84,7 @@ export function describeConnectError(error: unknown, url: string): string {
   if (/ConnectionClose|NOT_ALLOWED|vhost/i.test(message)) {
     return `the broker at ${where} refused vhost \`${vhost}\` to user \`${user}\` (no such vhost, or no permissions on it)`;
   }
-  if (code === 'ECONNREFUSED') return `cannot reach the broker at ${where}: connection refused`;
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
-    return `cannot reach the broker at ${where}: unknown host`;
-  if (code === 'ETIMEDOUT') return `cannot reach the broker at ${where}: timed out`;
+  if (why) return `cannot reach the broker at ${where}: ${why}`;
   if (/certificate|self.signed|CERT_|SSL|TLS/i.test(`${message} ${code ?? ''}`)) {
     return `TLS handshake with the broker at ${where} failed: ${message} (check --ca-file / WARREN_CA_FILE)`;
   }
@@ -114,11 +135,13 @@ export type OnConnect = (model: ChannelModel) => Promise<void>;
  * on, reconnects with backoff, runs the `onConnect` hooks again after each reconnect. A broker
  * that cannot be reached within `connectTimeoutMs` at start, or again within
  * `reconnectTimeoutMs` after a loss, is an InfraError (exit 3); so are wrong credentials, at once.
+ * Connecting says so at once, and each retry as it is scheduled. A WarrenError from a hook
+ * (an InputError: a worker name in use, say) ends it as it is.
  */
 export class Broker {
-  private failure: InfraError | undefined;
+  private failure: WarrenError | undefined;
   private downSince: number | undefined;
-  private onFailure: ((error: InfraError) => void) | undefined;
+  private onFailure: ((error: WarrenError) => void) | undefined;
 
   private constructor(
     private readonly model: RecoveringChannelModel,
@@ -147,6 +170,8 @@ export class Broker {
         );
       }
     }
+    const where = brokerAddress(options.url);
+    log.info(`connecting to the broker at ${where}`);
     const model = await amqp.connect(url, {
       ...socket,
       recovery: {
@@ -161,7 +186,7 @@ export class Broker {
     broker = new Broker(model, options);
     const giveUp = (error: unknown) => {
       const failure =
-        error instanceof InfraError
+        error instanceof WarrenError
           ? error
           : new InfraError('BROKER_UNREACHABLE', describeConnectError(error, options.url), {
               cause: error,
@@ -171,24 +196,30 @@ export class Broker {
     };
     model.on('connect-failed', (error: Error) => {
       lastError = error;
-      // Our own hooks throw InfraError for what retrying cannot fix (a queue declared with
-      // other arguments, say); so does the broker for wrong credentials.
-      if (error instanceof InfraError || isPermanent(error)) giveUp(error);
+      // Our own hooks throw a WarrenError for what retrying cannot fix (a queue declared with
+      // other arguments, a worker name in use); the broker refuses wrong credentials for good.
+      if (error instanceof WarrenError || isPermanent(error)) giveUp(error);
     });
     model.on('reconnect-scheduled', ({ delay, error }: { delay: number; error: Error }) => {
       lastError = error;
       const limit = connected ? options.reconnectTimeoutMs : options.connectTimeoutMs;
       const since = connected ? (broker?.downSince ?? Date.now()) : started;
+      if (broker?.failure) return;
       if (Date.now() + delay - since > limit) giveUp(error);
       else if (connected)
         log.warn(`broker connection lost (${error.message}); reconnecting in ${delay}ms`);
+      else {
+        log.warn(
+          `cannot reach the broker at ${where} (${unreachable(error) ?? error.message}); retrying in ${briefly(delay)}, giving up after ${briefly(limit)}`,
+        );
+      }
     });
     model.on('disconnect', (error: Error) => {
       if (broker) broker.downSince ??= Date.now();
-      log.warn(`lost the broker at ${brokerAddress(options.url)}: ${error.message}`);
+      log.warn(`lost the broker at ${where}: ${error.message}`);
     });
     model.on('connect', () => {
-      if (connected) log.info(`reconnected to the broker at ${brokerAddress(options.url)}`);
+      if (connected) log.info(`reconnected to the broker at ${where}`);
       connected = true;
       if (broker) broker.downSince = undefined;
     });
@@ -215,7 +246,7 @@ export class Broker {
   }
 
   /** Hears when recovery gives up for good. */
-  onGiveUp(handler: (error: InfraError) => void): void {
+  onGiveUp(handler: (error: WarrenError) => void): void {
     this.onFailure = handler;
     if (this.failure) handler(this.failure);
   }
@@ -224,7 +255,7 @@ export class Broker {
     await this.model.close().catch(() => {});
   }
 
-  private fail(error: InfraError): void {
+  private fail(error: WarrenError): void {
     if (this.failure) return;
     this.failure = error;
     this.onFailure?.(error);

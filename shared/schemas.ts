@@ -155,6 +155,30 @@ export const StartedNotice = v.object({
   startedAt: timestamp,
 });
 
+/**
+ * One attempt a lease lists: `[task, attempt, state]`, the state `held` (a delivery waiting for
+ * a free slot) or `running`. Read tolerantly: a state this Warren does not know (or none, from a
+ * foreign worker) still means the worker has the attempt, and items after the third are ignored.
+ */
+export const LeasedAttempt = v.looseTuple([TaskId, count(1), v.optional(v.string())]);
+
+/**
+ * A worker's lease on a run's attempts: every attempt of the run it holds or runs, sent once a
+ * delivery of the run has been with it for a second and renewed every lease interval while
+ * any is (docs/protocol.md).
+ */
+export const Lease = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  worker: nonEmpty,
+  host: v.optional(v.string(), ''),
+  /** When the worker sent it. */
+  at: timestamp,
+  /** The worker's lease interval, in ms: the next lease comes about this long after. */
+  intervalMs: v.optional(count(1)),
+  tasks: v.pipe(v.array(LeasedAttempt), v.maxLength(100_000)),
+});
+
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
 export const ControlMessage = v.variant('action', [
   v.object({ v: v.literal(PROTOCOL_VERSION), action: v.literal('cancel'), run: RunId }),

@@ -21,6 +21,12 @@ export const NAMES = {
 /** Header carrying the run id on every task, so a dead-lettered task finds its run's queue. */
 export const RUN_HEADER = 'warren-run';
 
+/**
+ * A worker's claim on its name: an exclusive, auto-delete queue its connection declares, which
+ * the broker refuses (RESOURCE_LOCKED) to any other connection while it lives.
+ */
+export const workerQueue = (worker: string) => `warren.worker.${worker}`;
+
 /** The results queue of a run. */
 export const resultsQueue = (run: string) => `warren.results.${run}`;
 
@@ -115,4 +121,19 @@ export async function declareResultsQueue(channel: Channel, run: string): Promis
   await channel.bindQueue(queue, NAMES.resultsExchange, queue);
   await channel.bindQueue(queue, NAMES.deadExchange, '', { 'x-match': 'all', [RUN_HEADER]: run });
   return queue;
+}
+
+/**
+ * Declares a worker's name queue (exclusive to this connection, deleted with it). Rejects with
+ * the broker's RESOURCE_LOCKED error when another connection holds the name.
+ */
+export async function declareWorkerQueue(channel: Channel, worker: string): Promise<void> {
+  const queue = workerQueue(worker);
+  await channel
+    .assertQueue(queue, { exclusive: true, autoDelete: true, durable: false })
+    .catch((e) =>
+      /RESOURCE_LOCKED/.test(String((e as Error).message))
+        ? Promise.reject(e)
+        : explain(e, `queue \`${queue}\``),
+    );
 }

@@ -11,6 +11,7 @@ export const TYPE = {
   task: 'warren.task',
   result: 'warren.result',
   started: 'warren.started',
+  lease: 'warren.lease',
   control: 'warren.control',
 } as const;
 
@@ -19,6 +20,9 @@ export const MAX_BODY = 2 * 1024 * 1024;
 
 /** A worker's notice that it started an attempt. */
 export type StartedNotice = v.InferOutput<typeof schemas.StartedNotice>;
+
+/** A worker's lease on the attempts of a run it holds or runs. */
+export type Lease = v.InferOutput<typeof schemas.Lease>;
 
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
 export type ControlMessage = v.InferOutput<typeof schemas.ControlMessage>;
@@ -119,6 +123,14 @@ export function encodeStarted(notice: StartedNotice): {
   };
 }
 
+/** Body and properties of a lease (not persistent: the next one renews it). */
+export function encodeLease(lease: Lease): { content: Buffer; options: Options.Publish } {
+  return {
+    content: json(lease),
+    options: { contentType: 'application/json', type: TYPE.lease, correlationId: lease.run },
+  };
+}
+
 export function encodeControl(control: ControlMessage): {
   content: Buffer;
   options: Options.Publish;
@@ -141,6 +153,8 @@ export function decodeControl(message: Message): Decoded<ControlMessage> {
 export type ResultsEvent =
   | Exclude<ResultReading, { kind: 'junk' }>
   | { readonly kind: 'started'; readonly notice: StartedNotice }
+  /** A worker holds or runs these attempts of the run (renewed every lease interval). */
+  | { readonly kind: 'lease'; readonly lease: Lease }
   /** A task the broker dead-lettered: no worker finished it (`reason` from x-death). */
   | {
       readonly kind: 'dead';
@@ -187,6 +201,12 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
     const decoded = parse(message.content, schemas.StartedNotice, 'started notice');
     return decoded.ok
       ? { kind: 'started', notice: decoded.value }
+      : { kind: 'junk', reason: decoded.reason };
+  }
+  if (type === TYPE.lease) {
+    const decoded = parse(message.content, schemas.Lease, 'lease');
+    return decoded.ok
+      ? { kind: 'lease', lease: decoded.value }
       : { kind: 'junk', reason: decoded.reason };
   }
   return { kind: 'junk', reason: `unexpected message of type ${JSON.stringify(type ?? null)}` };

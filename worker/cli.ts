@@ -29,7 +29,11 @@ const program = strictProgram(new Command('worker'))
   )
   .option(
     '--name <name>',
-    'name of this worker in results and log files (default: <hostname>-<pid>)',
+    'name of this worker in results and log files, unique on the broker (default: <hostname>-<pid>-<random>)',
+  )
+  .option(
+    '--lease-interval <duration>',
+    "how often the worker renews its lease on a run's tasks it holds or runs (default: 15s)",
   )
   .option('--ca-file <file>', 'CA certificate (PEM) for amqps:// brokers')
   .option(

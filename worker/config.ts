@@ -1,6 +1,7 @@
 // The worker's configuration: the one loader of the worker process. It refuses a bad worker
 // setting before anything starts, with the same one line as ever; the tasker's commands never
 // read these settings.
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { BrokerOptions } from '../shared/broker.js';
@@ -10,7 +11,8 @@ import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/l
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
 import { type Environment, matching, settingReader } from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
-import { SECOND } from '../shared/duration.js';
+import { formatDuration, SECOND } from '../shared/duration.js';
+import { InputError } from '../shared/errors.js';
 
 /** The worker's flags as commander hands them over: strings, all optional. */
 export interface WorkerFlags extends PathFlags, LogFlags {
@@ -21,6 +23,7 @@ export interface WorkerFlags extends PathFlags, LogFlags {
   readonly grace?: string;
   readonly killGrace?: string;
   readonly name?: string;
+  readonly leaseInterval?: string;
   readonly caFile?: string;
   readonly healthPort?: string;
   readonly metricsPort?: string;
@@ -71,10 +74,19 @@ export interface WorkerConfig extends Paths, LogSettings {
    */
   readonly killGraceMs: number;
   /**
-   * The worker's name in results and log files.
-   * @defaultValue `<hostname>-<pid>` (`WARREN_WORKER_NAME`, `--name`)
+   * The worker's name in results, leases and slot log files; unique among the workers
+   * connected to the broker (a second worker claiming a name in use refuses to start). The
+   * random part of the default keeps apart two containers on one host network with one pid.
+   * @defaultValue `<hostname>-<pid>-<4 random hex digits>` (`WARREN_WORKER_NAME`, `--name`)
    */
   readonly workerName: string;
+  /**
+   * How often a worker renews its lease on a run's attempts it holds or runs (one message per
+   * run per interval, the first once a delivery of the run has been with it for a second), in
+   * ms; at least 100 ms.
+   * @defaultValue 15 seconds (`WARREN_LEASE_INTERVAL`, `--lease-interval`)
+   */
+  readonly leaseIntervalMs: number;
   /**
    * S3, for uploads of task outputs.
    * @defaultValue none: no uploads (`S3_BUCKET` or `--bucket` turns it on)
@@ -118,6 +130,14 @@ export interface WorkerConfig extends Paths, LogSettings {
 
 const WORKER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
+/** Shortest lease interval: renewals more often than this only load the broker. */
+const MIN_LEASE_INTERVAL = 100;
+
+/** `<hostname>-<pid>-<4 hex digits>`: hostname and pid repeat across containers of one host. */
+export function defaultWorkerName(): string {
+  return `${hostname().split('.')[0]}-${process.pid}-${randomBytes(2).toString('hex')}`;
+}
+
 /** The worker's one loader: defaults < environment < flags. Throws InputError on a bad value. */
 export function loadWorkerConfig(
   flags: WorkerFlags,
@@ -152,9 +172,14 @@ export function loadWorkerConfig(
     exitWhenIdleMs: read.duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
     graceMs: read.duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),
     workerName: matching(
-      read.text(flags.name, 'WARREN_WORKER_NAME') ?? `${hostname().split('.')[0]}-${process.pid}`,
+      read.text(flags.name, 'WARREN_WORKER_NAME') ?? defaultWorkerName(),
       WORKER_NAME,
       'worker name',
+    ),
+    leaseIntervalMs: atLeast(
+      read.duration(flags.leaseInterval, 'WARREN_LEASE_INTERVAL', 'lease interval', 15 * SECOND),
+      MIN_LEASE_INTERVAL,
+      'lease interval',
     ),
     signingKey: loadSigningKey(env),
     s3: loadS3(env, flags.bucket),
@@ -165,4 +190,14 @@ export function loadWorkerConfig(
     taskEnv: taskEnvironment(env),
     ...loadLogging(flags, env),
   });
+}
+
+function atLeast(ms: number, min: number, what: string): number {
+  if (ms < min) {
+    throw new InputError(
+      'BAD_DURATION',
+      `invalid ${what} \`${formatDuration(ms)}\`: at least ${formatDuration(min)}`,
+    );
+  }
+  return ms;
 }

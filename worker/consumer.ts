@@ -19,6 +19,11 @@ export function consumerTimeoutOf(error: Error): number | undefined {
   return timeout ? Number(timeout[1]) : undefined;
 }
 
+/** Whether the broker said a queue does not exist (404 NOT_FOUND). */
+function isNotFound(error: unknown): boolean {
+  return /NOT_FOUND/.test(String((error as Error | undefined)?.message));
+}
+
 /** Where a task consumer is: its one state value. */
 export type ConsumerState =
   /** Not consuming: not connected yet, or between a lost channel and the next one. */
@@ -84,22 +89,36 @@ export class TaskConsumer {
     this.model = model;
   }
 
-  /** The tasker declares the task queue; a worker started first waits for it (or until stopped). */
-  async waitForQueue(): Promise<void> {
+  /**
+   * The tasker declares the task queue; a worker started first waits for it (saying so every
+   * 30 s), and one whose queue was deleted waits for it to be declared again (saying so once).
+   * Ends when the queue exists, the consumer stops or the connection goes.
+   */
+  async waitForQueue(why: 'not yet' | 'gone' = 'not yet'): Promise<void> {
     const model = this.model;
     if (!model || this.current.kind === 'stopped') return;
     let said = 0;
-    this.current = { kind: 'waiting for queue' };
+    if (why === 'gone') {
+      this.log.warn(
+        `task queue \`${this.queue}\` is gone; waiting for a tasker to declare it again`,
+      );
+      said = Number.POSITIVE_INFINITY;
+    }
+    const waiting: ConsumerState = { kind: 'waiting for queue' };
+    this.current = waiting;
+    const mine = () => this.current === waiting && this.model === model;
     try {
-      while (this.is('waiting for queue')) {
+      while (mine()) {
         const channel = await model.createChannel();
         channel.on('error', () => {});
         try {
           await channel.checkQueue(this.queue);
           await channel.close().catch(() => {});
+          if (why === 'gone')
+            this.log.info(`task queue \`${this.queue}\` is back; taking tasks again`);
           return;
         } catch (error) {
-          if (!/NOT_FOUND/.test(String((error as Error).message))) throw error;
+          if (!isNotFound(error)) throw error;
         }
         if (Date.now() - said > 30 * SECOND) {
           this.log.info(
@@ -107,11 +126,10 @@ export class TaskConsumer {
           );
           said = Date.now();
         }
-        for (let waited = 0; waited < 2000 && this.is('waiting for queue'); waited += 100)
-          await sleep(100);
+        for (let waited = 0; waited < 2000 && mine(); waited += 100) await sleep(100);
       }
     } finally {
-      if (this.is('waiting for queue')) this.current = { kind: 'off' };
+      if (this.current === waiting) this.current = { kind: 'off' };
     }
   }
 
@@ -120,7 +138,14 @@ export class TaskConsumer {
     const model = this.model;
     if (!model || this.current.kind === 'stopped') return;
     const channel = await model.createChannel();
+    // Set when the broker closed the channel because the queue is not there (deleted between
+    // our check and the consume): the queue is waited for rather than consumed every second.
+    let queueGone = false;
     channel.on('error', (error: Error) => {
+      if (isNotFound(error)) {
+        queueGone = true;
+        return;
+      }
       const timeoutMs = consumerTimeoutOf(error);
       if (timeoutMs !== undefined) this.events.leaseLost(channel, timeoutMs);
       else this.log.warn(`task channel closed by the broker: ${error.message}`);
@@ -132,13 +157,12 @@ export class TaskConsumer {
       this.current = { kind: 'off' };
       // The connection may be fine (a channel-level error): take the queue up again. If the
       // connection went, the broker's recovery calls the worker's onConnect instead.
-      setTimeout(() => {
-        if (this.is('off') && this.model === model) {
-          void this.consume().catch((error: unknown) =>
-            this.log.debug({ err: error }, 'could not consume again'),
-          );
-        }
-      }, 1000);
+      setTimeout(
+        () => {
+          if (this.is('off') && this.model === model) void this.takeUpAgain(queueGone);
+        },
+        queueGone ? 0 : 1000,
+      );
     });
     await channel.prefetch(this.prefetch);
     // Stopped meanwhile (a SIGTERM while the channel opened): take no deliveries.
@@ -149,12 +173,29 @@ export class TaskConsumer {
     // Known as the consumer before the first delivery, which can come before consume() resolves.
     const consuming = { kind: 'consuming' as const, channel, tag: '' };
     this.current = consuming;
-    const { consumerTag } = await channel.consume(
-      this.queue,
-      (message) => void this.onDelivery(channel, message),
-      { noAck: false },
-    );
-    consuming.tag = consumerTag;
+    try {
+      const { consumerTag } = await channel.consume(
+        this.queue,
+        (message) => void this.onDelivery(channel, message),
+        { noAck: false },
+      );
+      consuming.tag = consumerTag;
+    } catch (error) {
+      // The queue went before we consumed it: the channel's close waits for it to come back.
+      if (!isNotFound(error)) throw error;
+    }
+  }
+
+  /** Consumes again after a lost channel, waiting first for the queue if it is gone. */
+  private async takeUpAgain(queueGone: boolean): Promise<void> {
+    // On this connection only: a new one is taken up by the worker's onConnect.
+    const model = this.model;
+    try {
+      if (queueGone) await this.waitForQueue('gone');
+      if (this.is('off') && model && this.model === model) await this.consume();
+    } catch (error) {
+      this.log.debug({ err: error }, 'could not consume again');
+    }
   }
 
   /** Stops deliveries but keeps the channel: the running tasks' deliveries are acked on it. */
@@ -187,18 +228,19 @@ export class TaskConsumer {
     }
     // The broker cancelled the consumer: the queue was deleted, or (RabbitMQ 4.3+) a delivery
     // outlived consumer_timeout.
+    // Running tasks of this channel keep running and publish their results all the same.
     const queueLeft = this.model ? await this.events.queueAlive(this.queue) : false;
-    this.log.warn(
-      queueLeft
-        ? `the broker cancelled our consumer on \`${this.queue}\`: a task outlived consumer_timeout (RabbitMQ 4.3+); raise it above the longest task`
-        : `the broker cancelled our consumer on \`${this.queue}\`: the queue is gone`,
-    );
-    if (queueLeft) this.events.leaseLost(channel, undefined);
+    if (queueLeft) {
+      this.log.warn(
+        `the broker cancelled our consumer on \`${this.queue}\`: a task outlived consumer_timeout (RabbitMQ 4.3+); raise it above the longest task`,
+      );
+      this.events.leaseLost(channel, undefined);
+    }
     const state = this.current;
     if (state.kind === 'consuming' && state.channel === channel) this.current = { kind: 'off' };
     if (state.kind === 'stopped' && state.channel === channel) state.channel = undefined;
     await channel.close().catch(() => {});
-    if (!this.is('stopped') && this.model) await this.consume().catch(() => {});
+    if (this.is('off') && this.model) await this.takeUpAgain(!queueLeft);
   }
 
   /** Asked through a method, not `this.current.kind`: TypeScript keeps a narrowed field's type across awaits. */

@@ -8,6 +8,7 @@ import { checkSignature } from '../shared/signing.js';
 import { NAMES } from '../shared/topology.js';
 import { decodeTask } from '../shared/wire.js';
 import type { InflightMarkers } from './inflight.js';
+import { Leases } from './leases.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ResultPublisher } from './publisher.js';
 import type { Recent } from './recent.js';
@@ -34,6 +35,10 @@ export interface DeliveriesOptions {
   readonly queue: string;
   /** Tasks must carry this key's signature, when set. */
   readonly signingKey: string | undefined;
+  /** The worker's name, in its leases. */
+  readonly worker: string;
+  /** Between lease renewals, in ms. */
+  readonly leaseIntervalMs: number;
   readonly log: Logger;
   readonly publisher: ResultPublisher;
   readonly markers: InflightMarkers;
@@ -73,8 +78,16 @@ function safely(operation: () => unknown): void {
  */
 export class Deliveries {
   private readonly pool: SlotPool<Delivery>;
+  private readonly leases: Leases<Delivery>;
 
   constructor(private readonly options: DeliveriesOptions) {
+    this.leases = new Leases<Delivery>({
+      worker: options.worker,
+      intervalMs: options.leaseIntervalMs,
+      send: (replyTo, lease) => options.publisher.lease(replyTo, lease),
+      // A held delivery of a channel that is gone is back in the queue; a running one is ours.
+      listed: (delivery, state) => state === 'running' || options.isCurrent(delivery.channel),
+    });
     this.pool = new SlotPool<Delivery>(options.slots, {
       admit: (delivery) => this.admit(delivery),
       starting: (delivery, slot) => this.starting(delivery, slot),
@@ -123,7 +136,9 @@ export class Deliveries {
       safely(() => channel.ack(message));
       return;
     }
-    this.pool.add({ task, message, channel });
+    const delivery: Delivery = { task, message, channel };
+    this.leases.hold(delivery);
+    this.pool.add(delivery);
   }
 
   /**
@@ -206,13 +221,17 @@ export class Deliveries {
     }
     // Finished tasks may still be publishing their result and acknowledging: let them.
     await this.pool.settled();
+    this.leases.close();
     await this.pool.close();
   }
 
   /** A waiting delivery gets a slot: unless it is stale, done or cancelled meanwhile. */
   private admit(delivery: Delivery): boolean {
     // A delivery of a channel that is gone is back in the queue already.
-    if (!this.options.isCurrent(delivery.channel)) return false;
+    if (!this.options.isCurrent(delivery.channel)) {
+      this.leases.release(delivery);
+      return false;
+    }
     // It waited: its result may have come in (from a slot of ours) or its run been cancelled.
     const { task } = delivery;
     const { recent } = this.options;
@@ -222,6 +241,7 @@ export class Deliveries {
         `dropped task ${task.task}: its run is cancelled, or its result is in`,
       );
       safely(() => delivery.channel.ack(delivery.message));
+      this.leases.release(delivery);
       return false;
     }
     return true;
@@ -231,6 +251,7 @@ export class Deliveries {
     const { task } = delivery;
     const startedAt = new Date();
     delivery.startedAt = startedAt.getTime();
+    this.leases.run(delivery);
     try {
       delivery.marker = this.options.markers.write({
         ...task,
@@ -256,6 +277,15 @@ export class Deliveries {
   }
 
   private async ended(delivery: Delivery, outcome: SlotOutcome, worker: string): Promise<void> {
+    try {
+      await this.settle(delivery, outcome, worker);
+    } finally {
+      this.leases.release(delivery);
+    }
+  }
+
+  /** Publishes the result of an ended task and acknowledges its delivery (or hands it back). */
+  private async settle(delivery: Delivery, outcome: SlotOutcome, worker: string): Promise<void> {
     const { task, message, channel } = delivery;
     const { publisher, markers, recent } = this.options;
     clearTimeout(delivery.notice);

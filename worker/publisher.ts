@@ -2,7 +2,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { NAMES } from '../shared/topology.js';
-import { encodeResult, encodeStarted } from '../shared/wire.js';
+import { encodeLease, encodeResult, encodeStarted, type Lease } from '../shared/wire.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -11,7 +11,7 @@ const ALIVE_FOR = 30_000;
 
 /**
  * A worker's side of the results: publishes each result with a publisher confirm (waiting out
- * reconnects), sends started notices, and knows which runs' results queues still exist.
+ * reconnects), sends started notices and leases, and knows which runs' results queues still exist.
  */
 export class ResultPublisher {
   private channel: ConfirmChannel | undefined;
@@ -127,6 +127,16 @@ export class ResultPublisher {
       this.channel?.publish(NAMES.resultsExchange, task.replyTo, content, options);
     } catch {
       // the channel is gone: no notice, the result will say it all
+    }
+  }
+
+  /** Sends a lease to a run's results queue, without waiting (the next one renews it). */
+  lease(replyTo: string, lease: Lease): void {
+    const { content, options } = encodeLease(lease);
+    try {
+      this.channel?.publish(NAMES.resultsExchange, replyTo, content, options);
+    } catch {
+      // the channel is gone: the next lease goes on the next one
     }
   }
 

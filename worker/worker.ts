@@ -12,6 +12,7 @@ import { startHealthServer } from './health.js';
 import { InflightMarkers } from './inflight.js';
 import { reportLeftovers } from './leftovers.js';
 import { WorkerMetrics } from './metrics.js';
+import { NameClaim } from './nameClaim.js';
 import { ResultPublisher } from './publisher.js';
 import { Recent } from './recent.js';
 
@@ -35,6 +36,7 @@ export class Worker {
   private readonly publisher: ResultPublisher;
   private readonly markers: InflightMarkers;
   private readonly consumer: TaskConsumer;
+  private readonly name: NameClaim;
   private readonly deliveries: Deliveries;
   private broker: Broker | undefined;
   private lastActivity = Date.now();
@@ -49,6 +51,7 @@ export class Worker {
   ) {
     this.publisher = new ResultPublisher(log);
     this.markers = new InflightMarkers(config.inflightDir);
+    this.name = new NameClaim(config.workerName);
     this.consumer = new TaskConsumer(config.queue, config.prefetch, log, {
       delivery: (channel, message) => void this.deliveries.take(channel, message),
       leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),
@@ -68,6 +71,8 @@ export class Worker {
       },
       queue: config.queue,
       signingKey: config.signingKey,
+      worker: config.workerName,
+      leaseIntervalMs: config.leaseIntervalMs,
       log,
       publisher: this.publisher,
       markers: this.markers,
@@ -157,6 +162,8 @@ export class Worker {
   }
 
   private async onConnect(model: ChannelModel): Promise<void> {
+    // First: slot logs and in-flight markers are named after the worker, so no two may share it.
+    await this.name.claim(model);
     this.consumer.attach(model);
     await this.publisher.attach(model);
     await this.consumer.waitForQueue();

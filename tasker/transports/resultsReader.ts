@@ -108,6 +108,14 @@ export class ResultsReader {
           new Date(event.notice.startedAt),
         );
         break;
+      case 'lease':
+        listener.leased?.(
+          event.lease.run,
+          event.lease.tasks.map(([task, attempt]) => [task, attempt] as const),
+          event.lease.worker,
+          new Date(event.lease.at),
+        );
+        break;
       case 'dead':
         done = Promise.resolve(
           listener.result(deadLetterResult(event, this.options.deliveryLimit)),

@@ -7,8 +7,8 @@ export interface TransportListener {
   /** A worker slot started an attempt (transports that can tell). */
   started(task: string, attempt: number, worker: string, at: Date): void;
   /**
-   * A worker holds or runs these attempts of the run: a lease, renewed every lease interval
-   * while it lasts (transports that can tell).
+   * A worker holds or runs these attempts (`[task, attempt]`) of `run`: a lease, renewed every
+   * lease interval while it lasts (transports that can tell).
    */
   leased?(
     run: string,

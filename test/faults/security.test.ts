@@ -33,7 +33,7 @@ const TASKER_PERMISSIONS = [
   '^(warren\\..*|amq\\.gen-.*)$',
 ];
 const WORKER_PERMISSIONS = [
-  '^amq\\.gen-.*$',
+  '^(warren\\.worker\\..*|amq\\.gen-.*)$',
   '^(warren\\.results|amq\\.gen-.*)$',
   '^(warren\\.tasks|warren\\.control|amq\\.gen-.*)$',
 ];

@@ -137,6 +137,27 @@ describe('worker', () => {
       expect(result.stderr).toMatch(message);
       expect(result.stderr).not.toContain('wrong');
     }
+    // Not in silence: the connecting line at once, then each retry as it is scheduled.
+    for (const cli of [worker, tasker]) {
+      writeFileSync(join(dir, 'noop.sh'), 'true\n');
+      const said = await cli(cli === worker ? ['--queue', queue] : ['run', 'noop.sh'], {
+        cwd: dir,
+        env: { RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1', WARREN_CONNECT_TIMEOUT: '2s' },
+      });
+      expect(said.exitCode).toBe(3);
+      const messages = logLines(said.stderr).map((line) => line.msg);
+      expect(messages[0]).toBe('connecting to the broker at 127.0.0.1:1');
+      const retries = messages.filter((msg) => msg.startsWith('cannot reach'));
+      expect(retries.length).toBeGreaterThanOrEqual(3);
+      for (const retry of retries) {
+        expect(retry).toMatch(
+          /^cannot reach the broker at 127\.0\.0\.1:1 \(connection refused\); retrying in \d+(\.\d)?m?s, giving up after 2s$/,
+        );
+      }
+      expect(said.stderr.trim().split('\n').at(-1)).toMatch(
+        /^(worker|tasker): cannot reach the broker at 127\.0\.0\.1:1: connection refused$/,
+      );
+    }
     // The tasker too; and bad input is reported before any connection is tried.
     writeFileSync(join(dir, 'noop.sh'), 'true\n');
     const unreachable = {
