@@ -171,7 +171,9 @@ export class Broker {
       }
     }
     const where = brokerAddress(options.url);
-    log.info(`connecting to the broker at ${where}`);
+    // On a terminal, at once (a person waits for it); in a container's log the retries below,
+    // which come only when there is something to wait for, say enough.
+    if (process.stderr.isTTY) log.info(`connecting to the broker at ${where}`);
     const model = await amqp.connect(url, {
       ...socket,
       recovery: {

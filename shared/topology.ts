@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Channel } from 'amqplib';
 import { InfraError } from './errors.js';
 
@@ -25,7 +26,13 @@ export const RUN_HEADER = 'warren-run';
  * A worker's claim on its name: an exclusive, auto-delete queue its connection declares, which
  * the broker refuses (RESOURCE_LOCKED) to any other connection while it lives.
  */
-export const workerQueue = (worker: string) => `warren.worker.${worker}`;
+export const workerQueue = (worker: string, taskQueue: string) => {
+  const name = `warren.worker.${taskQueue}.${worker}`;
+  // AMQP names are at most 255 bytes: a long task queue name is stood in for by its hash.
+  return Buffer.byteLength(name) <= 255
+    ? name
+    : `warren.worker.${createHash('sha256').update(taskQueue).digest('hex').slice(0, 16)}.${worker}`;
+};
 
 /** The results queue of a run. */
 export const resultsQueue = (run: string) => `warren.results.${run}`;
@@ -127,8 +134,12 @@ export async function declareResultsQueue(channel: Channel, run: string): Promis
  * Declares a worker's name queue (exclusive to this connection, deleted with it). Rejects with
  * the broker's RESOURCE_LOCKED error when another connection holds the name.
  */
-export async function declareWorkerQueue(channel: Channel, worker: string): Promise<void> {
-  const queue = workerQueue(worker);
+export async function declareWorkerQueue(
+  channel: Channel,
+  worker: string,
+  taskQueue: string,
+): Promise<void> {
+  const queue = workerQueue(worker, taskQueue);
   await channel
     .assertQueue(queue, { exclusive: true, autoDelete: true, durable: false })
     .catch((e) =>

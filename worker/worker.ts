@@ -51,7 +51,7 @@ export class Worker {
   ) {
     this.publisher = new ResultPublisher(log);
     this.markers = new InflightMarkers(config.inflightDir);
-    this.name = new NameClaim(config.workerName);
+    this.name = new NameClaim(config.workerName, config.queue);
     this.consumer = new TaskConsumer(config.queue, config.prefetch, log, {
       delivery: (channel, message) => void this.deliveries.take(channel, message),
       leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),

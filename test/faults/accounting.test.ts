@@ -194,3 +194,20 @@ describe('faults: waiting is said, not silent', () => {
     count({ tasksRun: 3, tasksLost: lost.length, recordedTwice: twice.length });
   });
 });
+
+describe('faults: unique identities', () => {
+  it('two workers with one name: the second refuses to start with one line, and the first works on', async () => {
+    jobs(4, (i) => `echo ${i} >> done.txt`);
+    await declareTaskQueue(queue);
+    workers.push(worker(['--name', 'vm-6'], { cwd: dir, env: env() }));
+    await waitForConsumers(queue, 1);
+    const second = await worker(['--name', 'vm-6'], { cwd: dir, env: env() });
+    expect(second.exitCode).toBe(2);
+    expect(second.stderr.trim().split('\n')).toHaveLength(1);
+    expect(second.stderr).toMatch(/worker name `vm-6` is in use by another worker/);
+    const result = await tasker(['run', 'jobs.sh', '--run-id', 'names'], { cwd: dir, env: env() });
+    expect(result.exitCode).toBe(0);
+    const { lost, twice } = expectAllOnce('names', 4);
+    count({ tasksRun: 4, tasksLost: lost.length, recordedTwice: twice.length, namesClashed: 1 });
+  });
+});

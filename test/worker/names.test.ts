@@ -31,7 +31,7 @@ describe('worker names', () => {
     });
     expect(second.exitCode).toBe(2);
     expect(second.stderr).toBe(
-      'worker: worker name `same` is in use by another worker connected to the broker; give each worker its own --name (or leave it out)',
+      `worker: worker name \`same\` is in use by another worker of \`${queue}\`; give each worker its own --name (or leave it out)`,
     );
     // The first goes on taking tasks.
     writeFileSync(join(dir, 'one.sh'), 'true\n');
