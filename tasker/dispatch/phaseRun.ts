@@ -1,5 +1,4 @@
 import { formatDuration, MINUTE } from '../../shared/duration.js';
-import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
 import type { PhasePlan } from '../jobs/index.js';
@@ -12,6 +11,7 @@ import { PhaseTasks } from './phaseTasks.js';
 import type { RetryPolicy } from './retryPolicy.js';
 import { RetryTimers } from './retryTimers.js';
 import { PhaseSpawns, type SpawnBook } from './spawns.js';
+import { planVanished, vanishedLine } from './vanished.js';
 import { Wakeup } from './wakeup.js';
 
 /** What a phase runs with: the phase, its transport, and the run's dispatcher's parts. */
@@ -29,9 +29,6 @@ export interface PhaseContext {
 
 /** How long a task may be nowhere before it counts as vanished, by default. */
 const DEFAULT_LOST_AFTER = MINUTE;
-
-/** A task's message may vanish this many times and be published again; then it fails (`lost`). */
-const MAX_VANISHED_AGAIN = 3;
 
 /**
  * Where a phase is. `reading`: nothing handed to the transport yet (nothing listened to);
@@ -235,43 +232,24 @@ export class PhaseRun {
    */
   private onVanished(slots: readonly number[], why: 'gone' | 'deleted'): void {
     if (this.halted) return;
-    const { log, phase } = this.context;
-    const table = this.tasks.table;
+    const { log, options, phase, transport } = this.context;
     const queue = this.broker?.view.queue ?? 'the task queue';
-    const again: TaskMessage[] = [];
-    const given: TaskResult[] = [];
-    for (const slot of slots) {
-      const id = table.idOf(slot);
-      const attempt = table.attempt(slot);
-      if (table.vanished(slot) >= MAX_VANISHED_AGAIN) {
-        given.push(
-          failedResult(
-            { run: this.context.options.run, phase: phase.name, task: id, attempt },
-            {
-              failure: 'lost',
-              reason: `its message vanished from ${queue} ${MAX_VANISHED_AGAIN + 1} times (purged, deleted, or dropped by a broker policy?)`,
-              worker: '',
-              host: '',
-              startedAt: new Date().toISOString(),
-            },
-          ),
-        );
-        continue;
-      }
-      const command = this.tasks.commandOf(slot);
-      table.vanish(slot);
+    const plan = planVanished(this.tasks.table, slots, {
+      run: options.run,
+      phase: phase.name,
+      queue,
+    });
+    // Messages first: the rows' slots hold until the table grows, and nothing here grows it.
+    const again = plan.again.map(([id, slot]) => {
       this.accounting?.reset(slot);
-      again.push(this.message(id, command, table.attempt(slot)));
-    }
-    if (again.length > 0) {
-      log.warn(
-        { phase: phase.name },
-        `${again.length} task${again.length === 1 ? '' : 's'} of phase ${phase.name} vanished from ${queue} (${why === 'deleted' ? 'deleted' : 'purged or deleted?'}); publishing ${again.length === 1 ? 'it' : 'them'} again - use tasker cancel to stop a run`,
-      );
-    }
-    for (const result of given) void this.onResult(result);
+      const table = this.tasks.table;
+      return this.message(id, this.tasks.commandOf(slot), table.attempt(slot));
+    });
+    if (again.length > 0)
+      log.warn({ phase: phase.name }, vanishedLine(again.length, phase.name, queue, why));
+    for (const result of plan.failed) void this.onResult(result);
     for (const message of again)
-      this.context.transport.submit(message).catch((error: unknown) => this.fail(error));
+      transport.submit(message).catch((error: unknown) => this.fail(error));
   }
 
   private onStarted(id: string, attempt: number, worker: string, at: Date): void {
