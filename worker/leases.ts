@@ -69,11 +69,9 @@ export class Leases<J extends Leasable> {
 
   /** A delivery is settled (acknowledged, handed back or dropped): the lease lists it no more. */
   release(job: J): void {
-    const run = job.task.run;
-    const lease = this.runs.get(run);
-    if (!lease?.jobs.delete(job) || lease.jobs.size > 0) return;
-    clearTimeout(lease.timer);
-    this.runs.delete(run);
+    // A run left with nothing here keeps its timer, which forgets it when it fires: a stream of
+    // short tasks costs no timer of its own per task.
+    this.runs.get(job.task.run)?.jobs.delete(job);
   }
 
   /** Sends nothing more (the worker is stopping). */
@@ -94,6 +92,10 @@ export class Leases<J extends Leasable> {
   private renew(run: string): void {
     const lease = this.runs.get(run);
     if (!lease) return;
+    if (lease.jobs.size === 0) {
+      this.runs.delete(run);
+      return;
+    }
     const now = Date.now();
     // Timers may fire a little early: a few ms short of the second count as the second.
     const due = (since: number) => now - since >= FIRST_LEASE_AFTER - 10;
