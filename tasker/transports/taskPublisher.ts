@@ -33,7 +33,10 @@ export interface TaskPublisherOptions {
   readonly unroutable: () => Promise<void>;
 }
 
-/** A task returned unroutable this many times in a row fails the run: the queue will not stay. */
+/**
+ * A task returned unroutable this many times (each time published again after the task queue
+ * was declared again) fails the run: the queue will not stay.
+ */
 const MAX_RETURNS = 3;
 
 /**
@@ -51,8 +54,11 @@ export class TaskPublisher {
   /** Confirmed since the last report. */
   private confirmed: TaskMessage[] = [];
   private readonly returned = new Set<string>();
-  /** Returns in a row, since the last confirm of a task that was routed. */
-  private returns = 0;
+  /**
+   * How often each task now being published again was returned. Per task, not in a row: a
+   * queue deleted in the middle of a window of a thousand tasks returns them all at once.
+   */
+  private readonly returns = new Map<TaskMessage, number>();
   private redeclaring: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   /** The window now: FIRST_WINDOW after an idle moment, up to `options.window`. */
@@ -195,7 +201,9 @@ export class TaskPublisher {
         );
       }
     } else if (this.returned.delete(task.task)) {
-      if (++this.returns > MAX_RETURNS) {
+      const returns = (this.returns.get(task) ?? 0) + 1;
+      this.returns.set(task, returns);
+      if (returns > MAX_RETURNS) {
         this.options.fail(
           new InfraError(
             'PUBLISH_UNROUTABLE',
@@ -206,7 +214,7 @@ export class TaskPublisher {
         this.againAfterRedeclare(task);
       }
     } else {
-      this.returns = 0;
+      this.returns.delete(task);
       this.window = Math.min(this.options.window, this.window + 1);
       this.confirmed.push(task);
       if (this.confirmed.length === 1) setImmediate(() => this.reportConfirmed());
