@@ -182,16 +182,22 @@ export class RabbitTransport implements Transport {
 
   /** Declares the topology again (the task queue was deleted under the run). */
   private async redeclare(model: ChannelModel): Promise<void> {
+    await this.declare(model, { results: false });
+    this.options.log.warn(
+      `task queue \`${this.options.queue}\` was gone (deleted?); declared it again`,
+    );
+  }
+
+  /** Declares the shared topology and, with `results`, the run's results queue. */
+  private async declare(model: ChannelModel, what: { readonly results: boolean }): Promise<void> {
     const setup = await model.createChannel();
     setup.on('error', () => {});
     try {
       await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
+      if (what.results) await declareResultsQueue(setup, this.options.run);
     } finally {
       await setup.close().catch(() => {});
     }
-    this.options.log.warn(
-      `task queue \`${this.options.queue}\` was gone (deleted?); declared it again`,
-    );
   }
 
   /** Messages ready in the run's results queue (0 when it cannot be checked). */
@@ -225,11 +231,7 @@ export class RabbitTransport implements Transport {
       this.model = model;
       return;
     }
-    const setup = await model.createChannel();
-    setup.on('error', () => {});
-    await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
-    await declareResultsQueue(setup, this.options.run);
-    await setup.close();
+    await this.declare(model, { results: true });
     const onCancel = this.options.onCancel;
     if (onCancel) {
       // Hears `tasker cancel` for this run, given from anywhere that reaches the broker.
