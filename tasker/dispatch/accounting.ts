@@ -17,15 +17,19 @@ const NO_WORKER_AFTER = 30 * SECOND;
 export interface AccountingOptions {
   /**
    * A task whose attempt is in none of the states (on the broker, held or running on a worker,
-   * finished) for this long is lost, in ms; 0: lost tasks are only said, never published again.
+   * finished) for this long is lost, in ms; 0: lost tasks are only said (after a minute), never
+   * published again.
    */
   readonly lostAfterMs: number;
 }
 
 /** What the accounting tells its phase. */
 export interface AccountingEvents {
-  /** These rows' attempts are nowhere: publish them again (or fail them, past the limit). */
-  readonly vanished: (slots: readonly number[], why: 'gone' | 'deleted') => void;
+  /**
+   * These rows' attempts are nowhere: publish them again (or fail them, past the limit); with
+   * `again` false (`--lost-after 0`) only say so.
+   */
+  readonly vanished: (slots: readonly number[], why: 'gone' | 'deleted', again: boolean) => void;
   /** What the broker said, for status and the progress line (undefined: nothing to say). */
   readonly view: (view: QueueView, note: string | undefined) => void;
 }
@@ -100,7 +104,11 @@ export class Accounting {
       const waiting = this.table.slotsIn(TaskState.IN_FLIGHT);
       this.events.view(view, this.noWorker(view, waiting.length));
       const lost = this.lost(waiting, view);
-      if (lost.length > 0) this.events.vanished(lost, view.recreated ? 'deleted' : 'gone');
+      if (lost.length === 0) return;
+      const again = this.options.lostAfterMs > 0;
+      // Only said: said again if they are still nowhere after another bound.
+      if (!again) for (const slot of lost) this.table.markSeen(slot, now());
+      this.events.vanished(lost, view.recreated ? 'deleted' : 'gone', again);
     } finally {
       this.checking = false;
     }
@@ -110,7 +118,8 @@ export class Accounting {
   private lost(waiting: readonly number[], view: QueueView): number[] {
     const table = this.table;
     const t = now();
-    const bound = this.options.lostAfterMs / 100;
+    // With --lost-after 0 tasks are only said to be lost, after the default bound.
+    const bound = (this.options.lostAfterMs || MINUTE) / 100;
     // Nobody consumes: nothing can be on its way to a worker, so a shorter wait is enough.
     const limit = view.consumers === 0 ? Math.max(20, bound / 4) : bound;
     const unleased: number[] = [];
@@ -128,7 +137,7 @@ export class Accounting {
     const inQueue = unleased.length - view.ready;
     for (const [index, slot] of unleased.entries()) {
       if (index >= inQueue) table.markSeen(slot, t);
-      else if (bound > 0 && t - (table.seen(slot) & ~LEASED) > limit) lost.push(slot);
+      else if (t - (table.seen(slot) & ~LEASED) > limit) lost.push(slot);
     }
     return lost;
   }

@@ -78,7 +78,7 @@ export class PhaseRun {
             { lostAfterMs: options.lostAfterMs ?? DEFAULT_LOST_AFTER },
             log,
             {
-              vanished: (slots, why) => this.onVanished(slots, why),
+              vanished: (slots, why, again) => this.onVanished(slots, why, again),
               view: (view, note) => {
                 this.broker = { view, note };
               },
@@ -230,25 +230,29 @@ export class PhaseRun {
    * published again as a new attempt that uses up none of its retries, up to MAX_VANISHED
    * times; after that it fails for good (`lost`).
    */
-  private onVanished(slots: readonly number[], why: 'gone' | 'deleted'): void {
+  private onVanished(slots: readonly number[], why: 'gone' | 'deleted', again: boolean): void {
     if (this.halted) return;
     const { log, options, phase, transport } = this.context;
     const queue = this.broker?.view.queue ?? 'the task queue';
+    if (!again) {
+      log.warn({ phase: phase.name }, vanishedLine(slots.length, phase.name, queue, why, false));
+      return;
+    }
     const plan = planVanished(this.tasks.table, slots, {
       run: options.run,
       phase: phase.name,
       queue,
     });
     // Messages first: the rows' slots hold until the table grows, and nothing here grows it.
-    const again = plan.again.map(([id, slot]) => {
+    const messages = plan.again.map(([id, slot]) => {
       this.accounting?.reset(slot);
       const table = this.tasks.table;
       return this.message(id, this.tasks.commandOf(slot), table.attempt(slot));
     });
-    if (again.length > 0)
-      log.warn({ phase: phase.name }, vanishedLine(again.length, phase.name, queue, why));
+    if (messages.length > 0)
+      log.warn({ phase: phase.name }, vanishedLine(messages.length, phase.name, queue, why, true));
     for (const result of plan.failed) void this.onResult(result);
-    for (const message of again)
+    for (const message of messages)
       transport.submit(message).catch((error: unknown) => this.fail(error));
   }
 

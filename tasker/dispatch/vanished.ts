@@ -47,14 +47,18 @@ export function planVanished(
   return { again, failed };
 }
 
-/** The one line said when tasks vanished. */
+/** The one line said when tasks vanished; `again`: they are published again. */
 export function vanishedLine(
   count: number,
   phase: string,
   queue: string,
   why: 'gone' | 'deleted',
+  again: boolean,
 ): string {
   const tasks = `${count} task${count === 1 ? '' : 's'}`;
   const cause = why === 'deleted' ? 'deleted' : 'purged or deleted?';
-  return `${tasks} of phase ${phase} vanished from ${queue} (${cause}); publishing ${count === 1 ? 'it' : 'them'} again - use tasker cancel to stop a run`;
+  const them = count === 1 ? 'it' : 'them';
+  return again
+    ? `${tasks} of phase ${phase} vanished from ${queue} (${cause}); publishing ${them} again - use tasker cancel to stop a run`
+    : `${tasks} of phase ${phase} vanished from ${queue} (${cause}); not publishing ${them} again (--lost-after 0) - resume the run without it to publish ${them}, or tasker cancel to stop it`;
 }
