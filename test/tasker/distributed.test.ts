@@ -153,7 +153,7 @@ describe('tasker run through RabbitMQ', () => {
   });
 
   it('never takes a result dead-lettered from the task queue for a real one', async () => {
-    write('jobs.sh', 'sleep 1.5; echo real >> ran.txt\n');
+    write('jobs.sh', 'sleep 3; echo real >> ran.txt\n');
     await declareTaskQueue(queue);
     workers.push(...startWorkers(2, { cwd: dir, queue }));
     await waitForConsumers(queue, 2);
