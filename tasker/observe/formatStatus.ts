@@ -37,8 +37,8 @@ export function phaseColumns(phases: readonly PhaseStatus[]): string[] {
   return [...PHASE_COLUMNS.slice(0, 7), 'cancelled', ...PHASE_COLUMNS.slice(7)];
 }
 
-/** A phase's row of the phase table (`withCancelled`: see `phaseColumns`). */
-export function phaseCells(phase: PhaseStatus, withCancelled = phase.cancelled > 0): string[] {
+/** A phase's row of the phase table; `withCancelled` when `phaseColumns` has that column. */
+export function phaseCells(phase: PhaseStatus, withCancelled: boolean): string[] {
   return [
     phase.name,
     phase.kind,
