@@ -118,10 +118,15 @@ export class SlotPool<J extends { readonly task: TaskMessage }> {
     this.pump();
   }
 
-  /** Forgets the jobs waiting for a slot, and returns them. */
-  dropWaiting(): J[] {
-    const dropped = this.waitingJobs;
-    this.waitingJobs = [];
+  /** Forgets the jobs waiting for a slot (those `which` picks, or all), and returns them. */
+  dropWaiting(which?: (job: J) => boolean): J[] {
+    if (!which) {
+      const dropped = this.waitingJobs;
+      this.waitingJobs = [];
+      return dropped;
+    }
+    const dropped = this.waitingJobs.filter(which);
+    this.waitingJobs = this.waitingJobs.filter((job) => !which(job));
     return dropped;
   }
 

@@ -52,6 +52,18 @@ export function readResult(
   } catch {
     return unreadable(undefined, properties, 'its body is not JSON', now);
   }
+  return readResultBody(body, properties, now);
+}
+
+/**
+ * Reads a result's parsed body, as `readResult` does (one of a `warren.results` message's
+ * results has no properties of its own: pass `{}`).
+ */
+export function readResultBody(
+  body: unknown,
+  properties: ResultProperties,
+  now = new Date().toISOString(),
+): ResultReading {
   // What Warren's own workers send, whole: read as it is (the tolerant reading below, with its
   // defaults and date normalising, costs twice as much per result).
   const whole = v.safeParse(schemas.TaskResult, body);

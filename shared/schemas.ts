@@ -21,9 +21,8 @@ export const RunId = v.pipe(
   v.regex(RUN_ID_PATTERN, 'a run id is 1-64 letters, digits, ., _ or -'),
 );
 
-export const TaskMessage = v.object({
-  v: v.literal(PROTOCOL_VERSION),
-  run: RunId,
+/** What each task of a message says, besides the protocol version and the run. */
+const TaskFields = {
   phase: nonEmpty,
   task: TaskId,
   attempt: count(1),
@@ -34,6 +33,39 @@ export const TaskMessage = v.object({
   timeoutMs: v.optional(count(0), 0),
   /** Globs, relative to the working directory, of outputs to upload to S3 after success. */
   upload: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(100))),
+};
+
+export const TaskMessage = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  ...TaskFields,
+});
+
+/** Most tasks one batch message may carry (the tasker sends far fewer: docs/protocol.md). */
+export const MAX_BATCH = 1000;
+
+/**
+ * Several tasks of one run in one message (type `warren.batch`): short tasks travel this way,
+ * each still its own attempt with its own result.
+ */
+export const TaskBatch = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  tasks: v.pipe(
+    v.array(v.object(TaskFields)),
+    v.minLength(1, 'a batch has at least one task'),
+    v.maxLength(MAX_BATCH, `a batch has at most ${MAX_BATCH} tasks`),
+  ),
+});
+
+/**
+ * Several results in one message (type `warren.results`), each read as a result on its own
+ * would be (`ResultBody`): one that cannot be read does not spoil the others.
+ */
+export const ResultBatch = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  results: v.pipe(v.array(v.unknown()), v.minLength(1), v.maxLength(MAX_BATCH)),
 });
 
 /** An object a task's outputs were uploaded to (key in the worker's bucket). */

@@ -1,7 +1,7 @@
 import type { Message, Options } from 'amqplib';
 import * as v from 'valibot';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.js';
-import { type ResultReading, readResult } from './readResult.js';
+import { type ResultReading, readResult, readResultBody } from './readResult.js';
 import * as schemas from './schemas.js';
 import { checkSignature } from './signing.js';
 import { NAMES, RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
@@ -9,7 +9,11 @@ import { NAMES, RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topolo
 /** AMQP `type` property of each kind of message Warren sends. */
 export const TYPE = {
   task: 'warren.task',
+  /** Several tasks of a run in one message. */
+  batch: 'warren.batch',
   result: 'warren.result',
+  /** Several results of a run in one message. */
+  results: 'warren.results',
   started: 'warren.started',
   lease: 'warren.lease',
   control: 'warren.control',
@@ -60,57 +64,109 @@ function parse<T>(content: Buffer, schema: v.GenericSchema<unknown, T>, what: st
   return { ok: true, value: parsed.output };
 }
 
-/** Body and properties of a task message (docs/protocol.md). */
-export function encodeTask(task: TaskMessage): { content: Buffer; options: Options.Publish } {
+/**
+ * Body and properties of a message of tasks (docs/protocol.md): one task is a `warren.task`
+ * message, several (all of one run) a `warren.batch`.
+ */
+export function encodeTasks(tasks: readonly TaskMessage[]): {
+  content: Buffer;
+  options: Options.Publish;
+} {
+  const first = tasks[0];
+  if (!first) throw new Error('no tasks to encode');
+  const batch = tasks.length > 1;
   return {
-    content: json(task),
+    content: batch
+      ? json({ v: PROTOCOL_VERSION, run: first.run, tasks: tasks.map(withoutRun) })
+      : json(first),
     options: {
       persistent: true,
       mandatory: true,
       contentType: 'application/json',
-      type: TYPE.task,
-      messageId: task.task,
-      correlationId: task.run,
-      replyTo: resultsQueue(task.run),
+      type: batch ? TYPE.batch : TYPE.task,
+      messageId: batch ? batchId(first) : first.task,
+      correlationId: first.run,
+      replyTo: resultsQueue(first.run),
       timestamp: Math.floor(Date.now() / 1000),
-      headers: { [RUN_HEADER]: task.run },
+      headers: { [RUN_HEADER]: first.run },
     },
   };
 }
 
-/** Reads a task message as a worker receives it; `reason` says why one is refused. */
-export function decodeTask(message: Message): Decoded<TaskMessage & { replyTo: string }> {
-  const decoded = parse(message.content, schemas.TaskMessage, 'task');
+/** Body and properties of a message of one task. */
+export const encodeTask = (task: TaskMessage) => encodeTasks([task]);
+
+/** A batch's message id: its first task's id and attempt. */
+const batchId = (first: TaskMessage) => `batch.${first.task}.${first.attempt}`;
+
+function withoutRun({ v: _v, run: _run, ...fields }: TaskMessage) {
+  return fields;
+}
+
+/** The tasks of a `warren.batch` body, each a whole task message. */
+function unbatch(batch: v.InferOutput<typeof schemas.TaskBatch>): TaskMessage[] {
+  return batch.tasks.map((task) => ({ v: batch.v, run: batch.run, ...task }));
+}
+
+/** Reads the tasks of a message, one or a batch, from what is in it. */
+function readTasks(message: Message, what: string): Decoded<TaskMessage[]> {
+  if (message.properties.type === TYPE.batch) {
+    const decoded = parse(message.content, schemas.TaskBatch, `${what} batch`);
+    return decoded.ok ? { ok: true, value: unbatch(decoded.value) } : decoded;
+  }
+  const decoded = parse(message.content, schemas.TaskMessage, what);
+  return decoded.ok ? { ok: true, value: [decoded.value] } : decoded;
+}
+
+/**
+ * Reads a message of the task queue as a worker receives it: one task or a batch, and the
+ * results queue they all report to; `reason` says why one is refused.
+ */
+export function decodeTasks(
+  message: Message,
+): Decoded<{ readonly tasks: readonly TaskMessage[]; readonly replyTo: string }> {
+  const decoded = readTasks(message, 'task');
   if (!decoded.ok) return decoded;
+  const run = (decoded.value[0] as TaskMessage).run;
   const replyTo = message.properties.replyTo as string | undefined;
-  if (
-    !replyTo ||
-    !RESULTS_QUEUE_PATTERN.test(replyTo) ||
-    replyTo !== resultsQueue(decoded.value.run)
-  ) {
+  if (!replyTo || !RESULTS_QUEUE_PATTERN.test(replyTo) || replyTo !== resultsQueue(run)) {
     return {
       ok: false,
-      reason: `task has reply-to ${JSON.stringify(replyTo ?? null)}, expected ${JSON.stringify(resultsQueue(decoded.value.run))}`,
+      reason: `task has reply-to ${JSON.stringify(replyTo ?? null)}, expected ${JSON.stringify(resultsQueue(run))}`,
     };
   }
-  return { ok: true, value: { ...decoded.value, replyTo } };
+  return { ok: true, value: { tasks: decoded.value, replyTo } };
+}
+
+/**
+ * Body and properties of a message of results, all of one run: one result is a
+ * `warren.result` message, several a `warren.results`.
+ */
+export function encodeResults(results: readonly TaskResult[]): {
+  content: Buffer;
+  options: Options.Publish;
+} {
+  const first = results[0];
+  if (!first) throw new Error('no results to encode');
+  const batch = results.length > 1;
+  return {
+    content: batch ? json({ v: PROTOCOL_VERSION, run: first.run, results }) : json(first),
+    options: {
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+      type: batch ? TYPE.results : TYPE.result,
+      messageId: batch
+        ? `results.${first.task}.${first.attempt}`
+        : `${first.task}.${first.attempt}`,
+      correlationId: first.run,
+      timestamp: Math.floor(Date.now() / 1000),
+    },
+  };
 }
 
 /** Body and properties of a result message. */
-export function encodeResult(result: TaskResult): { content: Buffer; options: Options.Publish } {
-  return {
-    content: json(result),
-    options: {
-      persistent: true,
-      mandatory: true,
-      contentType: 'application/json',
-      type: TYPE.result,
-      messageId: `${result.task}.${result.attempt}`,
-      correlationId: result.run,
-      timestamp: Math.floor(Date.now() / 1000),
-    },
-  };
-}
+export const encodeResult = (result: TaskResult) => encodeResults([result]);
 
 /** Body and properties of a started notice (not persistent: losing one costs nothing). */
 export function encodeStarted(notice: StartedNotice): {
@@ -147,18 +203,23 @@ export function decodeControl(message: Message): Decoded<ControlMessage> {
 
 /**
  * What can arrive on a run's results queue: a result; a result that could not be read, as its
- * attempt's `unreadable` failure; a started notice; a dead-lettered task; or junk, which names
- * no attempt (logged and acknowledged).
+ * attempt's `unreadable` failure; several of those in one message; a started notice; a
+ * dead-lettered message of tasks; or junk, which names no attempt (logged and acknowledged).
  */
 export type ResultsEvent =
   | Exclude<ResultReading, { kind: 'junk' }>
+  /** A `warren.results` message: each of its results read on its own. */
+  | { readonly kind: 'results'; readonly readings: readonly ResultReading[] }
   | { readonly kind: 'started'; readonly notice: StartedNotice }
   /** A worker holds or runs these attempts of the run (renewed every lease interval). */
   | { readonly kind: 'lease'; readonly lease: Lease }
-  /** A task the broker dead-lettered: no worker finished it (`reason` from x-death). */
+  /**
+   * A message of tasks the broker dead-lettered (one task, or a batch): no worker finished
+   * them (`reason` from x-death).
+   */
   | {
       readonly kind: 'dead';
-      readonly task: TaskMessage;
+      readonly tasks: readonly TaskMessage[];
       readonly reason: string;
       readonly deliveries: number;
     }
@@ -166,22 +227,22 @@ export type ResultsEvent =
 
 /**
  * Tells what arrived on a run's results queue. Whatever came through the dead-letter exchange is
- * a dead-lettered task and nothing else, whatever its `type` says: a message dead-lettered from
- * the task queue can never pass for a result. With a signing key, a dead-lettered task counts
- * only if it carries the tasker's own signature.
+ * a dead-lettered message of tasks and nothing else, whatever its `type` says: a message
+ * dead-lettered from the task queue can never pass for a result. With a signing key, a
+ * dead-lettered message counts only if it carries the tasker's own signature.
  */
 export function decodeResultsMessage(message: Message, signingKey?: string): ResultsEvent {
   const type = message.properties.type as string | undefined;
   const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
   const deaths = headers['x-death'] as { reason?: string; count?: number }[] | undefined;
   if (message.fields.exchange === NAMES.deadExchange || Array.isArray(deaths)) {
-    if (type !== TYPE.task) {
+    if (type !== TYPE.task && type !== TYPE.batch) {
       return {
         kind: 'junk',
         reason: `a dead letter that is not a task (type ${JSON.stringify(type ?? null)})`,
       };
     }
-    const decoded = parse(message.content, schemas.TaskMessage, 'dead-lettered task');
+    const decoded = readTasks(message, 'dead-lettered task');
     if (!decoded.ok) return { kind: 'junk', reason: decoded.reason };
     const forged = signingKey ? checkSignature(signingKey, message) : undefined;
     if (forged)
@@ -189,7 +250,7 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
     const deliveries = Number(headers['x-delivery-count'] ?? 0);
     return {
       kind: 'dead',
-      task: decoded.value,
+      tasks: decoded.value,
       reason: String((Array.isArray(deaths) && deaths[0]?.reason) || 'unknown'),
       deliveries,
     };
@@ -197,6 +258,15 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
   // A foreign client's message with no type at all is taken for what the queue is for.
   if (type === TYPE.result || type === undefined)
     return readResult(message.content, message.properties, MAX_BODY);
+  if (type === TYPE.results) {
+    const decoded = parse(message.content, schemas.ResultBatch, 'results message');
+    if (!decoded.ok) return { kind: 'junk', reason: decoded.reason };
+    const now = new Date().toISOString();
+    return {
+      kind: 'results',
+      readings: decoded.value.results.map((body) => readResultBody(body, {}, now)),
+    };
+  }
   if (type === TYPE.started) {
     const decoded = parse(message.content, schemas.StartedNotice, 'started notice');
     return decoded.ok

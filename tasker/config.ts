@@ -71,6 +71,12 @@ export interface TaskerBrokerSettings {
    * @defaultValue 1000 (`WARREN_PUBLISH_WINDOW`)
    */
   readonly publishWindow: number;
+  /**
+   * Most tasks in one message: short tasks travel in batches (docs/protocol.md); 1 sends every
+   * task on its own (for workers that do not read batches).
+   * @defaultValue 64 (`WARREN_BATCH`)
+   */
+  readonly batchSize: number;
 }
 
 /** What `tasker cancel` and `tasker collect` read: the run, the log, the broker. */
@@ -195,6 +201,7 @@ function loadTaskerBroker(env: Environment, cwd: string): TaskerBrokerSettings {
       100_000,
       1000,
     ),
+    batchSize: read.count(undefined, 'WARREN_BATCH', 'batch size', 1, 1000, 64),
   };
 }
 

@@ -7,10 +7,10 @@ const program = strictProgram(new Command('worker'))
   .description('Warren worker: takes tasks from RabbitMQ, runs them and reports each outcome.')
   .version(VERSION, '-V, --version', 'print the version')
   .helpOption('-h, --help', 'show help')
-  .option('--concurrency <n>', 'tasks at once, and the prefetch (default: 1)')
+  .option('--concurrency <n>', 'tasks at once (default: 1)')
   .option(
     '--prefetch <n>',
-    'deliveries held, slots included: more than --concurrency speeds up short tasks (default: --concurrency)',
+    'deliveries held, slots included, fixed (default: the slots, and more while tasks are short)',
   )
   .option('--queue <name>', 'task queue (default: warren.tasks)')
   .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')

@@ -52,11 +52,17 @@ export interface WorkerConfig extends Paths, LogSettings {
   readonly concurrency: number;
   /**
    * Deliveries a worker holds: its slots, plus tasks waiting for a free slot; from the
-   * concurrency to 100 times it. More than the slots hides the broker round trip between short
-   * tasks; a waiting task cannot go to an idle worker, so keep it at the slots for long tasks.
+   * concurrency to 100 times it. Set, it is fixed. Not set, the worker holds its slots, and
+   * `holdMore` more while the deliveries it sees settle within a second (short tasks, where
+   * the next delivery is there when a slot frees), until a task runs two seconds.
    * @defaultValue the concurrency (`WARREN_PREFETCH`, `--prefetch`)
    */
   readonly prefetch: number;
+  /**
+   * Deliveries held beyond `prefetch` while tasks are short: half the slots (at least 1), or
+   * 0 when the prefetch is set.
+   */
+  readonly holdMore: number;
   /**
    * A worker exits 0 after the queue has been empty and the worker idle this long, in ms;
    * 0 means never.
@@ -169,6 +175,8 @@ export function loadWorkerConfig(
       concurrency * 100,
       concurrency,
     ),
+    holdMore:
+      (flags.prefetch ?? env.WARREN_PREFETCH) === undefined ? Math.ceil(concurrency / 2) : 0,
     exitWhenIdleMs: read.duration(flags.exitWhenIdle, 'WARREN_EXIT_WHEN_IDLE', 'idle time', 0),
     graceMs: read.duration(flags.grace, 'WARREN_GRACE', 'grace period', 30 * SECOND),
     workerName: matching(

@@ -1,4 +1,4 @@
-import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import { SECOND } from '../shared/duration.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -30,8 +30,18 @@ export type ConsumerState =
   | { readonly kind: 'off' }
   /** Connected, waiting for a tasker to declare the task queue. */
   | { readonly kind: 'waiting for queue' }
-  /** Taking deliveries on `channel` (`tag` is known once the broker answered). */
-  | { readonly kind: 'consuming'; readonly channel: Channel; tag: string }
+  /**
+   * Taking deliveries on `channel`: through the consumer `tag` ('' while none consumes: every
+   * delivery the worker may hold is with it), whose prefetch is `prefetch`. `held` counts the
+   * deliveries of the channel not settled yet, by the consumer they came through.
+   */
+  | {
+      readonly kind: 'consuming';
+      readonly channel: Channel;
+      tag: string;
+      prefetch: number;
+      readonly held: Map<string, number>;
+    }
   /** Stopped for good; the channel stays open while running tasks' deliveries need acking. */
   | { readonly kind: 'stopped'; channel: Channel | undefined };
 
@@ -49,20 +59,124 @@ export interface ConsumerEvents {
 }
 
 /**
- * A worker's consumer of the task queue: waits for the queue to exist, consumes it with the
- * prefetch, takes it up again on a fresh channel when the broker closes or cancels the old one,
- * and tells a lost lease (consumer_timeout) from other channel errors.
+ * A worker's consumer of the task queue: waits for the queue to exist, consumes it, takes it up
+ * again on a fresh channel when the broker closes or cancels the old one, and tells a lost lease
+ * (consumer_timeout) from other channel errors.
+ *
+ * It holds at most `limit` deliveries at once. A consumer's prefetch is fixed once it consumes,
+ * and counts only its own deliveries; so when the limit changes, or deliveries of an earlier
+ * consumer settle, it consumes anew with a prefetch of what is free (`adaptive`): the worker
+ * never holds more than the limit, and a delivery it hands back cannot come straight back to a
+ * worker with no room. With a fixed limit (`--prefetch`) one consumer takes it all.
  */
 export class TaskConsumer {
   private current: ConsumerState = { kind: 'off' };
   private model: ChannelModel | undefined;
+  private topping: Promise<void> | undefined;
+  private again = false;
 
   constructor(
     private readonly queue: string,
-    private readonly prefetch: number,
+    private limit: number,
     private readonly log: Logger,
     private readonly events: ConsumerEvents,
+    private readonly adaptive = false,
+    /** Tasks running now: a batch can keep more slots busy than it is deliveries. */
+    private readonly running: () => number = () => 0,
   ) {}
+
+  /** A task ended: a slot may be free for one more delivery. */
+  nudge(): void {
+    this.topUp();
+  }
+
+  /** Holds at most `limit` deliveries from now on (adaptive consumers only). */
+  setLimit(limit: number): void {
+    if (!this.adaptive || limit === this.limit) return;
+    this.limit = limit;
+    this.topUp();
+  }
+
+  /** A delivery of `channel` is settled (acknowledged, handed back or refused). */
+  released(channel: Channel, message: Message): void {
+    const state = this.current;
+    if (state.kind !== 'consuming' || state.channel !== channel) return;
+    const tag = String(message.fields.consumerTag);
+    const count = (state.held.get(tag) ?? 1) - 1;
+    if (count > 0) state.held.set(tag, count);
+    else state.held.delete(tag);
+    this.topUp();
+  }
+
+  /**
+   * Consumes anew when what the current consumer may take is not what is free: deliveries of
+   * earlier consumers settled, or the limit changed. One at a time.
+   */
+  private topUp(): void {
+    if (!this.adaptive) return;
+    if (this.topping) {
+      this.again = true;
+      return;
+    }
+    const state = this.current;
+    if (state.kind !== 'consuming') return;
+    let held = 0;
+    for (const count of state.held.values()) held += count;
+    const mine = state.tag ? (state.held.get(state.tag) ?? 0) : 0;
+    const others = held - mine;
+    const want = this.limit - others;
+    if (state.tag && want === state.prefetch) return;
+    if (this.free(held) <= 0 && (!state.tag || want > state.prefetch)) return;
+    this.topping = this.reconsume(state)
+      .catch((error: unknown) => this.log.debug({ err: error }, 'could not consume anew'))
+      .finally(() => {
+        this.topping = undefined;
+        if (this.again) {
+          this.again = false;
+          this.topUp();
+        }
+      });
+  }
+
+  /**
+   * Deliveries one more consumer may take: the limit less what is held, or less the tasks
+   * running if more (a batch keeps several slots busy).
+   */
+  private free(held: number): number {
+    return this.limit - Math.max(held, this.running());
+  }
+
+  private async reconsume(state: Extract<ConsumerState, { kind: 'consuming' }>): Promise<void> {
+    const { channel } = state;
+    if (state.tag) {
+      const tag = state.tag;
+      state.tag = '';
+      // Resolves on cancel-ok: every delivery sent through it before has come by then.
+      await channel.cancel(tag);
+    }
+    let held = 0;
+    for (const count of state.held.values()) held += count;
+    const free = this.free(held);
+    if (free <= 0 || this.current !== state) return;
+    await channel.prefetch(free);
+    // Deliveries can come before consume() resolves: the tag is known by then from the first.
+    let known = '';
+    const { consumerTag } = await channel.consume(
+      this.queue,
+      (message) => {
+        known ||= message?.fields.consumerTag ?? '';
+        void this.onDelivery(channel, message, known);
+      },
+      { noAck: false },
+    );
+    known = consumerTag;
+    if (this.current !== state) {
+      await channel.cancel(consumerTag).catch(() => {});
+      return;
+    }
+    state.tag = consumerTag;
+    state.prefetch = free;
+  }
 
   get state(): ConsumerState {
     return this.current;
@@ -164,25 +278,42 @@ export class TaskConsumer {
         queueGone ? 0 : 1000,
       );
     });
-    await channel.prefetch(this.prefetch);
+    await channel.prefetch(this.limit);
     // Stopped meanwhile (a SIGTERM while the channel opened): take no deliveries.
     if (this.is('stopped')) {
       await channel.close().catch(() => {});
       return;
     }
     // Known as the consumer before the first delivery, which can come before consume() resolves.
-    const consuming = { kind: 'consuming' as const, channel, tag: '' };
+    const consuming: Extract<ConsumerState, { kind: 'consuming' }> = {
+      kind: 'consuming',
+      channel,
+      tag: '',
+      prefetch: this.limit,
+      held: new Map(),
+    };
     this.current = consuming;
+    let started: () => void = () => {};
+    this.topping = new Promise<void>((resolve) => {
+      started = resolve;
+    });
     try {
       const { consumerTag } = await channel.consume(
         this.queue,
-        (message) => void this.onDelivery(channel, message),
+        (message) => void this.onDelivery(channel, message, ''),
         { noAck: false },
       );
       consuming.tag = consumerTag;
     } catch (error) {
       // The queue went before we consumed it: the channel's close waits for it to come back.
       if (!isNotFound(error)) throw error;
+    } finally {
+      this.topping = undefined;
+      started();
+      if (this.again) {
+        this.again = false;
+        this.topUp();
+      }
     }
   }
 
@@ -205,7 +336,8 @@ export class TaskConsumer {
       kind: 'stopped',
       channel: state.kind === 'consuming' ? state.channel : undefined,
     };
-    if (state.kind === 'consuming') await state.channel.cancel(state.tag).catch(() => {});
+    if (state.kind === 'consuming' && state.tag)
+      await state.channel.cancel(state.tag).catch(() => {});
   }
 
   /** Messages ready in the task queue: -1 if it cannot be checked, undefined if not connected. */
@@ -221,11 +353,23 @@ export class TaskConsumer {
     return depth;
   }
 
-  private async onDelivery(channel: Channel, message: ConsumeMessage | null): Promise<void> {
+  /** A delivery, or (null) the broker cancelled a consumer: `tag` is its tag, '' for the first. */
+  private async onDelivery(
+    channel: Channel,
+    message: ConsumeMessage | null,
+    tag: string,
+  ): Promise<void> {
+    const state = this.current;
     if (message) {
+      if (state.kind === 'consuming' && state.channel === channel) {
+        const by = message.fields.consumerTag;
+        state.held.set(by, (state.held.get(by) ?? 0) + 1);
+      }
       this.events.delivery(channel, message);
       return;
     }
+    // A consumer we replaced already: nothing to do.
+    if (state.kind === 'consuming' && tag !== '' && state.tag !== tag) return;
     // The broker cancelled the consumer: the queue was deleted, or (RabbitMQ 4.3+) a delivery
     // outlived consumer_timeout.
     // Running tasks of this channel keep running and publish their results all the same.
@@ -236,9 +380,9 @@ export class TaskConsumer {
       );
       this.events.leaseLost(channel, undefined);
     }
-    const state = this.current;
-    if (state.kind === 'consuming' && state.channel === channel) this.current = { kind: 'off' };
-    if (state.kind === 'stopped' && state.channel === channel) state.channel = undefined;
+    const now = this.current;
+    if (now.kind === 'consuming' && now.channel === channel) this.current = { kind: 'off' };
+    if (now.kind === 'stopped' && now.channel === channel) now.channel = undefined;
     await channel.close().catch(() => {});
     if (this.is('off') && this.model) await this.takeUpAgain(!queueLeft);
   }

@@ -6,23 +6,43 @@ import type { Logger } from '../shared/logger.js';
 import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
 import { NAMES } from '../shared/topology.js';
-import { decodeTask } from '../shared/wire.js';
+import { decodeTasks } from '../shared/wire.js';
 import type { InflightMarkers } from './inflight.js';
 import { Leases } from './leases.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ResultPublisher } from './publisher.js';
 import type { Recent } from './recent.js';
 
-/** One task a slot runs (or will), and where its delivery came from. */
+/** A message of the task queue with the worker: one task, or a batch of them. */
 interface Delivery {
-  readonly task: TaskMessage & { replyTo: string };
   readonly message: Message;
   readonly channel: Channel;
-  /** Set when the broker took the delivery back while the task ran (consumer_timeout). */
+  readonly replyTo: string;
+  /** Its jobs not through `ended` yet; it is settled when none is left. */
+  open: number;
+  /** Results of its jobs that ended, published together once all have. */
+  readonly results: TaskResult[];
+  /** A job of it was stopped by our shutdown, or never started: it goes back to the queue. */
+  handBack: boolean;
+  /** The broker took it back while a task of it ran (consumer_timeout). */
+  lost: boolean;
+  /** When it came, in ms since the epoch, and whether a job of it started. */
+  readonly at: number;
+  started: boolean;
+  /** Resolves once it is settled (results published, acknowledged or handed back). */
+  readonly settled: Promise<void>;
+  readonly settle: () => void;
+}
+
+/** One task a slot runs (or will), and the delivery it came in. */
+interface Job {
+  readonly task: TaskMessage & { replyTo: string };
+  readonly delivery: Delivery;
+  /** Why the broker took it back while it ran (consumer_timeout), when it did. */
   lost?: string;
   /** When the task started, in ms since the epoch. */
   startedAt?: number;
-  /** Its in-flight marker, removed once the delivery is settled. */
+  /** Its in-flight marker, removed once the task ended. */
   marker?: string | undefined;
   /** Tells the tasker the task started, if it runs long enough. */
   notice?: NodeJS.Timeout;
@@ -49,6 +69,14 @@ export interface DeliveriesOptions {
   readonly active: () => void;
   /** The worker's metrics, once it serves them. */
   readonly metrics: () => WorkerMetrics | undefined;
+  /** A delivery settled, this long after it came. */
+  readonly settled?: (tookMs: number) => void;
+  /** A delivery came again (its worker died or lost it): it may be what killed that worker. */
+  readonly redelivered?: () => void;
+  /** A delivery is settled: acknowledged, handed back or refused. */
+  readonly released?: (channel: Channel, message: Message) => void;
+  /** A task ended (its slot is free). */
+  readonly taskEnded?: () => void;
 }
 
 /** A task still running after this long tells its tasker it started (status shows it running). */
@@ -70,28 +98,29 @@ function safely(operation: () => unknown): void {
 
 /**
  * A worker's deliveries, from the consumer to the acknowledgement: refuses what it cannot read
- * or trust (dead-lettered), drops what is done or cancelled, runs the rest on the worker's
- * slots, publishes each result with a confirm and only then acknowledges the delivery. A
- * delivery that waits for a slot is never handed back (a nack would count toward its delivery
- * limit on RabbitMQ before 4.3); with prefetch = concurrency one waits only after a reconnect
- * while tasks of the lost channel still run.
+ * or trust (dead-lettered), drops what is done or cancelled, runs each task of the rest on the
+ * worker's slots (a batch's tasks spread over them), publishes a delivery's results together
+ * with a confirm once all its tasks ended, and only then acknowledges it. A delivery none of
+ * whose tasks could start for a while goes back to the queue (`giveBack`), for an idle worker.
  */
 export class Deliveries {
-  private readonly pool: SlotPool<Delivery>;
-  private readonly leases: Leases<Delivery>;
+  private readonly pool: SlotPool<Job>;
+  private readonly leases: Leases<Job>;
+  /** Deliveries not settled yet, in the order they came. */
+  private readonly open = new Set<Delivery>();
 
   constructor(private readonly options: DeliveriesOptions) {
-    this.leases = new Leases<Delivery>({
+    this.leases = new Leases<Job>({
       worker: options.worker,
       intervalMs: options.leaseIntervalMs,
       send: (replyTo, lease) => options.publisher.lease(replyTo, lease),
       // A held delivery of a channel that is gone is back in the queue; a running one is ours.
-      listed: (delivery, state) => state === 'running' || options.isCurrent(delivery.channel),
+      listed: (job, state) => state === 'running' || options.isCurrent(job.delivery.channel),
     });
-    this.pool = new SlotPool<Delivery>(options.slots, {
-      admit: (delivery) => this.admit(delivery),
-      starting: (delivery, slot) => this.starting(delivery, slot),
-      ended: (delivery, outcome, slot) => this.ended(delivery, outcome, slot.worker),
+    this.pool = new SlotPool<Job>(options.slots, {
+      admit: (job) => this.admit(job),
+      starting: (job, slot) => this.starting(job, slot),
+      ended: (job, outcome, slot) => this.ended(job, outcome, slot.worker),
     });
   }
 
@@ -100,7 +129,21 @@ export class Deliveries {
     return this.pool.running;
   }
 
-  /** Takes a delivery from the consumer: refuses, drops or queues it for a slot. */
+  /** Slots in all. */
+  get slots(): number {
+    return this.pool.size;
+  }
+
+  /** When the longest-running task started (ms since the epoch), if any runs. */
+  get oldestStart(): number | undefined {
+    let oldest: number | undefined;
+    for (const job of this.pool.runningJobs())
+      if (job.startedAt !== undefined && (oldest === undefined || job.startedAt < oldest))
+        oldest = job.startedAt;
+    return oldest;
+  }
+
+  /** Takes a delivery from the consumer: refuses, drops, or queues its tasks for the slots. */
   async take(channel: Channel, message: ConsumeMessage): Promise<void> {
     const { log, queue, signingKey, recent, publisher } = this.options;
     this.options.active();
@@ -109,6 +152,7 @@ export class Deliveries {
         `refused a message on \`${queue}\` (dead-lettered to \`${NAMES.deadQueue}\`): ${reason}`,
       );
       safely(() => channel.reject(message, false));
+      this.options.released?.(channel, message);
     };
     if (signingKey) {
       const bad = checkSignature(signingKey, message);
@@ -117,28 +161,90 @@ export class Deliveries {
         return;
       }
     }
-    const decoded = decodeTask(message);
+    const decoded = decodeTasks(message);
     if (!decoded.ok) {
       refuse(decoded.reason);
       return;
     }
-    const task = decoded.value;
-    if (
-      recent.resultIn(task) ||
-      recent.cancelled(task.run) ||
-      !(await publisher.isAlive(task.replyTo))
-    ) {
-      // Done already, or its run is over: acknowledge it without running it.
+    const { tasks, replyTo } = decoded.value;
+    if (message.fields.redelivered) this.options.redelivered?.();
+    const alive = await publisher.isAlive(replyTo);
+    // Done already, or its run is over: not run.
+    const runnable = tasks.filter(
+      (task) => alive && !recent.resultIn(task) && !recent.cancelled(task.run),
+    );
+    if (runnable.length < tasks.length) {
+      const first = tasks[0] as TaskMessage;
       log.info(
-        { run: task.run, task: task.task },
-        `dropped task ${task.task}: its run is finished or cancelled, or its result is in`,
+        { run: first.run, task: first.task },
+        tasks.length === 1
+          ? `dropped task ${first.task}: its run is finished or cancelled, or its result is in`
+          : `dropped ${tasks.length - runnable.length} of a batch of ${tasks.length} tasks: their run is finished or cancelled, or their results are in`,
       );
+    }
+    if (runnable.length === 0) {
       safely(() => channel.ack(message));
+      this.options.released?.(channel, message);
       return;
     }
-    const delivery: Delivery = { task, message, channel };
-    this.leases.hold(delivery);
-    this.pool.add(delivery);
+    let settle = () => {};
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const delivery: Delivery = {
+      message,
+      channel,
+      replyTo,
+      open: runnable.length,
+      results: [],
+      handBack: false,
+      lost: false,
+      at: Date.now(),
+      started: false,
+      settled,
+      settle,
+    };
+    this.open.add(delivery);
+    for (const task of runnable) {
+      const job: Job = { task: { ...task, replyTo }, delivery };
+      this.leases.hold(job);
+      this.pool.add(job);
+    }
+  }
+
+  /** The deliveries none of whose tasks started in `waitedMs`, while no slot is free. */
+  private waitingLong(waitedMs: number): Delivery[] {
+    if (this.pool.running < this.pool.size) return [];
+    const now = Date.now();
+    return [...this.open].filter(
+      (delivery) =>
+        !delivery.started &&
+        now - delivery.at >= waitedMs &&
+        this.options.isCurrent(delivery.channel),
+    );
+  }
+
+  /** Whether a delivery has waited `waitedMs` for a slot, none being free. */
+  stuck(waitedMs: number): boolean {
+    return this.waitingLong(waitedMs).length > 0;
+  }
+
+  /**
+   * Hands back to the queue the deliveries none of whose tasks started in `waitedMs`, while no
+   * slot is free: another worker may be idle (the consumer takes no more while no slot is free,
+   * so they do not come straight back). Returns how many went back. (A nack counts toward a message's delivery limit on
+   * RabbitMQ before 4.3, so this is done only when a delivery would wait behind long tasks.)
+   */
+  giveBack(waitedMs: number): number {
+    const back = this.waitingLong(waitedMs);
+    if (back.length === 0) return 0;
+    const jobs = this.pool.dropWaiting((job) => back.includes(job.delivery));
+    for (const delivery of back) delivery.handBack = true;
+    for (const job of jobs) this.done(job);
+    this.options.log.info(
+      `handed ${back.length} waiting deliver${back.length === 1 ? 'y' : 'ies'} back to the queue for an idle worker: every slot here runs a long task`,
+    );
+    return back.length;
   }
 
   /**
@@ -149,8 +255,8 @@ export class Deliveries {
   leaseLost(channel: Channel, timeoutMs: number | undefined): void {
     const limit = timeoutMs === undefined ? '' : ` (${formatDuration(timeoutMs)})`;
     const now = Date.now();
-    const age = (running: Delivery) => now - (running.startedAt ?? now);
-    const mine = this.pool.runningJobs().filter((running) => running.channel === channel);
+    const age = (running: Job) => now - (running.startedAt ?? now);
+    const mine = this.pool.runningJobs().filter((running) => running.delivery.channel === channel);
     // Only the tasks that outlived the timeout (with RabbitMQ 4.3+, which does not say the
     // timeout, the oldest): the others keep running and publish their results, though their
     // deliveries went back to the queue too (a redelivery of a result already in is dropped).
@@ -166,6 +272,7 @@ export class Deliveries {
     }
     for (const running of over) {
       running.lost = `the broker took the task back: it ran longer than consumer_timeout${limit}; raise consumer_timeout above the longest task`;
+      running.delivery.lost = true;
       this.options.log.error(
         { run: running.task.run, task: running.task.task },
         `task ${running.task.task} ran longer than the broker's consumer_timeout${limit}: the broker took it back, so it is stopped here. Raise consumer_timeout (rabbitmq.conf \`consumer_timeout = <ms>\`, or the RabbitmqCluster's additionalConfig) above the longest task`,
@@ -195,8 +302,9 @@ export class Deliveries {
 
   /**
    * Takes no more deliveries, lets running tasks finish within `graceMs`, stops the rest (the
-   * broker gives them to another worker), waits for results being published and acknowledged,
-   * and ends the slots' shells.
+   * broker gives them to another worker), publishes the results of what ended and hands back
+   * what did not (a batch that ran only in part runs again elsewhere, whole), and ends the
+   * slots' shells.
    */
   async stop(graceMs: number): Promise<void> {
     const { log } = this.options;
@@ -219,41 +327,46 @@ export class Deliveries {
         await this.pool.idle();
       }
     }
-    // Finished tasks may still be publishing their result and acknowledging: let them.
+    // Tasks that never got a slot: their deliveries go back to the queue.
+    for (const job of this.pool.dropWaiting()) {
+      job.delivery.handBack = true;
+      this.done(job);
+    }
+    // Finished tasks may still be publishing their results and acknowledging: let them.
     await this.pool.settled();
     this.leases.close();
     await this.pool.close();
   }
 
-  /** A waiting delivery gets a slot: unless it is stale, done or cancelled meanwhile. */
-  private admit(delivery: Delivery): boolean {
+  /** A waiting task gets a slot: unless its delivery is stale, or it is done or cancelled meanwhile. */
+  private admit(job: Job): boolean {
     // A delivery of a channel that is gone is back in the queue already.
-    if (!this.options.isCurrent(delivery.channel)) {
-      this.leases.release(delivery);
+    if (!this.options.isCurrent(job.delivery.channel)) {
+      this.done(job);
       return false;
     }
     // It waited: its result may have come in (from a slot of ours) or its run been cancelled.
-    const { task } = delivery;
+    const { task } = job;
     const { recent } = this.options;
     if (recent.resultIn(task) || recent.cancelled(task.run)) {
       this.options.log.info(
         { run: task.run, task: task.task },
         `dropped task ${task.task}: its run is cancelled, or its result is in`,
       );
-      safely(() => delivery.channel.ack(delivery.message));
-      this.leases.release(delivery);
+      this.done(job);
       return false;
     }
     return true;
   }
 
-  private starting(delivery: Delivery, slot: { readonly worker: string; readonly host: string }) {
-    const { task } = delivery;
+  private starting(job: Job, slot: { readonly worker: string; readonly host: string }) {
+    const { task } = job;
     const startedAt = new Date();
-    delivery.startedAt = startedAt.getTime();
-    this.leases.run(delivery);
+    job.startedAt = startedAt.getTime();
+    job.delivery.started = true;
+    this.leases.run(job);
     try {
-      delivery.marker = this.options.markers.write({
+      job.marker = this.options.markers.write({
         ...task,
         worker: slot.worker,
         host: slot.host,
@@ -267,7 +380,7 @@ export class Deliveries {
     }
     // Short tasks say nothing until their result (the result has the start time): a notice
     // per task would cost the broker a message each. Longer ones say they started.
-    delivery.notice = setTimeout(
+    job.notice = setTimeout(
       () => this.options.publisher.started(task, slot.worker, slot.host, startedAt),
       STARTED_NOTICE_AFTER,
     );
@@ -276,53 +389,87 @@ export class Deliveries {
       .debug(`running attempt ${task.attempt}: ${task.command}`);
   }
 
-  private async ended(delivery: Delivery, outcome: SlotOutcome, worker: string): Promise<void> {
-    try {
-      await this.settle(delivery, outcome, worker);
-    } finally {
-      this.leases.release(delivery);
+  /** A task ended: its result joins its delivery's; resolves once the delivery is settled. */
+  private ended(job: Job, outcome: SlotOutcome, worker: string): Promise<void> {
+    const { task, delivery } = job;
+    clearTimeout(job.notice);
+    this.options.markers.remove(job.marker);
+    this.options.active();
+    const result = outcome.result ? this.resultOf(job, outcome.result, worker) : undefined;
+    if (result) delivery.results.push(result);
+    else if (!outcome.result) {
+      this.options.log.error(
+        { run: task.run, task: task.task, err: outcome.error },
+        `task ${task.task} could not run: ${describeSystemError(outcome.error)}`,
+      );
+      delivery.handBack = true;
     }
+    this.done(job);
+    this.options.taskEnded?.();
+    return delivery.settled;
   }
 
-  /** Publishes the result of an ended task and acknowledges its delivery (or hands it back). */
-  private async settle(delivery: Delivery, outcome: SlotOutcome, worker: string): Promise<void> {
-    const { task, message, channel } = delivery;
-    const { publisher, markers, recent } = this.options;
-    clearTimeout(delivery.notice);
-    if (!outcome.result) throw outcome.error;
-    let result: TaskResult = outcome.result;
+  /** The result to publish of an ended task, or undefined when it is not to be published. */
+  private resultOf(job: Job, given: TaskResult, worker: string): TaskResult | undefined {
+    const { task, delivery } = job;
+    let result = given;
     const log = this.options.log.child({ run: task.run, task: task.task, worker });
-    this.options.active();
-    if (delivery.lost) {
-      result = {
-        ...result,
-        state: 'failed',
-        failure: 'lost',
-        reason: delivery.lost,
-        exitCode: null,
-      };
-    } else if (result.state === 'cancelled' && !recent.cancelled(task.run)) {
-      // Stopped by our shutdown: leave it to another worker (nack does not count toward the
-      // delivery limit on RabbitMQ 4.3+; a closed channel requeues it anyway).
-      safely(() => channel.nack(message, false, true));
-      markers.remove(delivery.marker);
-      return;
+    if (job.lost) {
+      result = { ...result, state: 'failed', failure: 'lost', reason: job.lost, exitCode: null };
+    } else if (result.state === 'cancelled' && !this.options.recent.cancelled(task.run)) {
+      // Stopped by our shutdown: leave it to another worker.
+      delivery.handBack = true;
+      return undefined;
     }
     const elapsed = Date.parse(result.finishedAt) - Date.parse(result.startedAt);
     if (result.state === 'succeeded')
       log.info(`succeeded in ${formatDuration(elapsed)}: ${firstLine(task.command)}`);
     else log.warn(`${result.reason} after ${formatDuration(elapsed)}: ${firstLine(task.command)}`);
     this.options.metrics()?.ended(result);
-    if (await publisher.result(result, task.replyTo)) recent.rememberResult(task);
-    if (this.options.isCurrent(channel) && !delivery.lost) {
-      safely(() => channel.ack(message));
-    } else {
-      // The channel this delivery came on is gone: the broker gave it back to the queue, and
-      // whoever gets it next sees its result is already in (the tasker drops the duplicate).
-      log.info(
-        'the broker took this delivery back while the task ran; its result is published all the same',
-      );
+    return result;
+  }
+
+  /** One task of a delivery is through (ended, dropped or handed back); the last settles it. */
+  private done(job: Job): void {
+    this.leases.release(job);
+    const delivery = job.delivery;
+    if (--delivery.open > 0) return;
+    this.open.delete(delivery);
+    void this.settle(delivery).finally(() => {
+      delivery.settle();
+      this.options.settled?.(Date.now() - delivery.at);
+    });
+  }
+
+  /**
+   * Publishes the results of a delivery's tasks in one message with a confirm, then
+   * acknowledges the delivery, or hands it back to the queue when a task of it did not end
+   * here (a batch of which some ran runs again elsewhere, whole: the tasker drops the results
+   * it has already).
+   */
+  private async settle(delivery: Delivery): Promise<void> {
+    const { publisher, recent, isCurrent, log } = this.options;
+    const { message, channel, results } = delivery;
+    try {
+      if (results.length > 0 && (await publisher.results(results, delivery.replyTo)))
+        for (const result of results) recent.rememberResult(result);
+    } catch (error) {
+      log.error({ err: error }, `could not publish results: ${describeSystemError(error)}`);
+      delivery.handBack = true;
     }
-    markers.remove(delivery.marker);
+    if (!isCurrent(channel) || delivery.lost) {
+      // The channel this delivery came on is gone: the broker gave it back to the queue, and
+      // whoever gets it next sees its results are already in (the tasker drops the duplicate).
+      if (results.length > 0)
+        log.info(
+          'the broker took a delivery back while its tasks ran; their results are published all the same',
+        );
+    } else if (delivery.handBack) {
+      // nack does not count toward the delivery limit on RabbitMQ 4.3+; before, it does.
+      safely(() => channel.nack(message, false, true));
+    } else {
+      safely(() => channel.ack(message));
+    }
+    this.options.released?.(channel, message);
   }
 }

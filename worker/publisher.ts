@@ -2,12 +2,33 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { NAMES } from '../shared/topology.js';
-import { encodeLease, encodeResult, encodeStarted, type Lease } from '../shared/wire.js';
+import { encodeLease, encodeResults, encodeStarted, type Lease } from '../shared/wire.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** How long a results queue seen alive is taken to be alive without asking again. */
 const ALIVE_FOR = 30_000;
+
+/**
+ * Results gathered into one message, at most about this many bytes of them (a message is read
+ * up to 2 MiB; escaping can make a tail's bytes several times longer in JSON).
+ */
+const GROUP_BYTES = 256 * 1024;
+
+/** About how many bytes a result takes in a message. */
+const sizeOf = (result: TaskResult) =>
+  600 +
+  result.stdoutTail.length +
+  result.stderrTail.length +
+  (result.spawned?.join('').length ?? 0);
+
+/** Results of one run gathered to go in one message, and who waits for its confirm. */
+interface Group {
+  readonly results: TaskResult[];
+  size: number;
+  done: (sent: boolean) => void;
+  sent: Promise<boolean>;
+}
 
 /**
  * A worker's side of the results: publishes each result with a publisher confirm (waiting out
@@ -20,6 +41,8 @@ export class ResultPublisher {
   private readonly returned = new Set<string>();
   private readonly alive = new Map<string, number>();
   private readonly asking = new Map<string, Promise<boolean>>();
+  /** Results being gathered, per results queue, until the end of this turn of the loop. */
+  private readonly gathering = new Map<string, Group>();
   private checker: Promise<Channel> | undefined;
   /** Set when the worker gave up on the broker: results waiting to be published never will be. */
   private gaveUp = false;
@@ -144,13 +167,57 @@ export class ResultPublisher {
    * Publishes a result and waits for the broker's confirm, across reconnects. Returns false
    * when the run's results queue is gone (the run finished or was cancelled): nothing waits for it.
    */
-  async result(result: TaskResult, replyTo: string): Promise<boolean> {
-    const { content, options } = encodeResult(result);
+  result(result: TaskResult, replyTo: string): Promise<boolean> {
+    return this.results([result], replyTo);
+  }
+
+  /**
+   * Publishes results of one run, gathered with the others handed over in the same turn of
+   * the event loop into as few messages as fit (`warren.results`), and waits for the broker's
+   * confirm, across reconnects. Returns false when the run's results queue is gone.
+   */
+  results(results: readonly TaskResult[], replyTo: string): Promise<boolean> {
+    let group = this.gathering.get(replyTo);
+    const size = results.reduce((sum, result) => sum + sizeOf(result), 0);
+    if (group && group.size + size > GROUP_BYTES) {
+      this.gathering.delete(replyTo);
+      this.send(group, replyTo);
+      group = undefined;
+    }
+    if (!group) {
+      const made: Group = { results: [], size: 0, done: () => {}, sent: Promise.resolve(false) };
+      made.sent = new Promise<boolean>((resolve) => {
+        made.done = resolve;
+      });
+      group = made;
+      this.gathering.set(replyTo, made);
+      setImmediate(() => {
+        if (this.gathering.get(replyTo) !== made) return;
+        this.gathering.delete(replyTo);
+        this.send(made, replyTo);
+      });
+    }
+    group.results.push(...results);
+    group.size += size;
+    return group.sent;
+  }
+
+  private send(group: Group, replyTo: string): void {
+    void this.publish(group.results, replyTo).then(group.done, () => group.done(false));
+  }
+
+  private async publish(results: readonly TaskResult[], replyTo: string): Promise<boolean> {
+    const { content, options } = encodeResults(results);
     const id = String(options.messageId);
+    const first = results[0] as TaskResult;
+    const what =
+      results.length === 1
+        ? `the result of task ${first.task}`
+        : `the results of ${results.length} tasks`;
     for (;;) {
       if (this.gaveUp) {
         this.log.error(
-          `could not publish the result of task ${result.task}: the broker is gone (the task runs again elsewhere)`,
+          `could not publish ${what}: the broker is gone (the task runs again elsewhere)`,
         );
         return false;
       }
@@ -170,12 +237,11 @@ export class ResultPublisher {
         if (!this.returned.delete(id)) return true;
         this.alive.delete(replyTo);
         this.log.warn(
-          `results queue \`${replyTo}\` is gone (the run finished or was cancelled); dropping the result of task ${result.task}`,
+          `results queue \`${replyTo}\` is gone (the run finished or was cancelled); dropping ${what}`,
         );
         return false;
       }
-      if (outcome === 'nack')
-        this.log.warn(`the broker refused the result of task ${result.task}; trying again`);
+      if (outcome === 'nack') this.log.warn(`the broker refused ${what}; trying again`);
       await sleep(500);
     }
   }

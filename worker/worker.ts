@@ -9,6 +9,7 @@ import type { WorkerConfig } from './config.js';
 import { TaskConsumer } from './consumer.js';
 import { Deliveries } from './deliveries.js';
 import { startHealthServer } from './health.js';
+import { Holding } from './holding.js';
 import { InflightMarkers } from './inflight.js';
 import { reportLeftovers } from './leftovers.js';
 import { WorkerMetrics } from './metrics.js';
@@ -24,9 +25,10 @@ import { Recent } from './recent.js';
 export type WorkerState = 'starting' | 'running' | 'stopping' | 'stopped';
 
 /**
- * A worker: takes tasks from the task queue one per slot (prefetch = concurrency), runs each
- * with the same slot pool as local mode, publishes its result to the run's results queue with
- * a publisher confirm, and only then acknowledges the task. A failed command is a failed
+ * A worker: takes tasks (one, or a batch) from the task queue, holding what Holding decides
+ * (its slots, a few more while tasks are short) or `--prefetch`, runs each with the same slot
+ * pool as local mode, publishes a delivery's results to the run's results queue with a
+ * publisher confirm, and only then acknowledges it. A failed command is a failed
  * result; a message it cannot read, or that is not signed when it should be, is rejected
  * (dead-lettered) and logged, never a crash.
  */
@@ -38,6 +40,7 @@ export class Worker {
   private readonly consumer: TaskConsumer;
   private readonly name: NameClaim;
   private readonly deliveries: Deliveries;
+  private readonly holding: Holding;
   private broker: Broker | undefined;
   private lastActivity = Date.now();
   private finished: ((code: number) => void) | undefined;
@@ -52,11 +55,18 @@ export class Worker {
     this.publisher = new ResultPublisher(log);
     this.markers = new InflightMarkers(config.inflightDir);
     this.name = new NameClaim(config.workerName, config.queue);
-    this.consumer = new TaskConsumer(config.queue, config.prefetch, log, {
-      delivery: (channel, message) => void this.deliveries.take(channel, message),
-      leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),
-      queueAlive: (queue) => this.publisher.isAlive(queue),
-    });
+    this.consumer = new TaskConsumer(
+      config.queue,
+      config.prefetch,
+      log,
+      {
+        delivery: (channel, message) => void this.deliveries.take(channel, message),
+        leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),
+        queueAlive: (queue) => this.publisher.isAlive(queue),
+      },
+      config.holdMore > 0,
+      () => this.deliveries.running,
+    );
     this.deliveries = new Deliveries({
       slots: {
         slots: config.concurrency,
@@ -82,6 +92,17 @@ export class Worker {
         this.lastActivity = Date.now();
       },
       metrics: () => this.metrics,
+      settled: (tookMs) => this.holding.settled(tookMs),
+      redelivered: () => this.holding.redelivered(),
+      released: (channel, message) => this.consumer.released(channel, message),
+      taskEnded: () => this.consumer.nudge(),
+    });
+    this.holding = new Holding({
+      adaptive: config.holdMore > 0,
+      holdMore: (more) => this.consumer.setLimit(config.concurrency + (more ? config.holdMore : 0)),
+      oldestStart: () => this.deliveries.oldestStart,
+      stuck: (waitedMs) => this.deliveries.stuck(waitedMs),
+      giveBack: (waitedMs) => (this.stopping ? 0 : this.deliveries.giveBack(waitedMs)),
     });
   }
 
@@ -153,6 +174,7 @@ export class Worker {
     this.state = 'stopping';
     this.deliveries.hold();
     clearInterval(this.idleTimer);
+    this.holding.close();
     await this.consumer.stop();
     await this.deliveries.stop(this.config.graceMs);
     await this.broker?.close();

@@ -6,7 +6,7 @@ import type { Transport } from './transport.js';
 /** How a command reaches the broker (what `tasker cancel` and `collect` read). */
 export type BrokerSettings = Pick<
   BrokerCommandConfig,
-  'broker' | 'queue' | 'deliveryLimit' | 'publishWindow'
+  'broker' | 'queue' | 'deliveryLimit' | 'publishWindow' | 'batchSize'
 > & {
   /** Tasks are signed with it (`tasker run`), dead letters checked against it. */
   readonly signingKey?: string | undefined;
@@ -72,6 +72,7 @@ export async function openTransport(
       queue: settings.queue,
       deliveryLimit: settings.deliveryLimit,
       window: settings.publishWindow,
+      batchSize: settings.batchSize,
       log: options.log,
       signingKey: settings.signingKey,
       onCancel: options.onCancel,

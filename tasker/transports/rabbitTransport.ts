@@ -4,6 +4,7 @@ import { cancelMessage, listenToControl, sendControl } from '../../shared/contro
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage } from '../../shared/protocol.js';
 import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared/topology.js';
+import { Batcher } from './batcher.js';
 import { type DeleteOptions, deleteResultsQueue, resultsWaiting } from './resultsQueue.js';
 import { ResultsReader } from './resultsReader.js';
 import { TaskPublisher } from './taskPublisher.js';
@@ -15,8 +16,10 @@ export interface RabbitTransportOptions {
   /** The task queue. */
   readonly queue: string;
   readonly deliveryLimit: number;
-  /** Most tasks published and not yet confirmed by the broker. */
+  /** Most messages published and not yet confirmed by the broker. */
   readonly window: number;
+  /** Most tasks in one message (1: every task on its own). */
+  readonly batchSize: number;
   readonly log: Logger;
   /** Signs every task (HMAC-SHA256) when set. */
   readonly signingKey?: string | undefined;
@@ -53,6 +56,7 @@ export class RabbitTransport implements Transport {
   private consuming = false;
   private failure: unknown;
   private readonly publisher: TaskPublisher;
+  private readonly batcher: Batcher;
   private readonly results: ResultsReader;
 
   private constructor(private readonly options: RabbitTransportOptions) {
@@ -70,6 +74,11 @@ export class RabbitTransport implements Transport {
         if (model) await this.redeclare(model);
       },
     });
+    this.batcher = new Batcher({
+      publish: (tasks) => this.publisher.submit(tasks, () => this.failure),
+      maxSize: options.batchSize,
+      log: options.log,
+    });
     this.results = new ResultsReader(
       {
         queue: this.resultsQueue,
@@ -78,6 +87,9 @@ export class RabbitTransport implements Transport {
         log: options.log,
         fail: (error) => this.fail(error),
         closing: () => this.state === 'closing',
+        unbatch: async (tasks) => {
+          for (const task of tasks) await this.publisher.submit([task], () => this.failure);
+        },
       },
       () => this.listener,
     );
@@ -93,7 +105,15 @@ export class RabbitTransport implements Transport {
     return transport;
   }
 
-  listen(listener: TransportListener): void {
+  listen(given: TransportListener): void {
+    // Results shape the batches: each result's duration is seen on its way to the dispatcher.
+    const listener: TransportListener = {
+      ...given,
+      result: (result, task) => {
+        this.batcher.observe(result);
+        return given.result(result, task);
+      },
+    };
     this.listener = listener;
     if (this.failure) listener.fatal(this.failure);
     if (!this.options.leaveResults && this.options.purpose !== 'control' && !this.consuming) {
@@ -106,7 +126,7 @@ export class RabbitTransport implements Transport {
   async submit(task: TaskMessage): Promise<void> {
     if (this.options.purpose === 'control')
       throw new Error('a RabbitTransport opened for control takes no tasks');
-    await this.publisher.submit(task, () => this.failure);
+    await this.batcher.add(task);
   }
 
   /**
@@ -115,10 +135,12 @@ export class RabbitTransport implements Transport {
    */
   async cancel(): Promise<void> {
     this.publisher.stop('interrupted');
+    this.batcher.wake();
   }
 
   /** Waits (a while) for outstanding confirms, then closes the connection. */
   async close(): Promise<void> {
+    await this.batcher.flush().catch(() => {});
     await this.publisher.settle(10_000);
     this.state = 'closing';
     await this.broker?.close();
@@ -170,7 +192,9 @@ export class RabbitTransport implements Transport {
     channel.on('error', () => {});
     try {
       const { messageCount, consumerCount } = await channel.checkQueue(queue);
-      return { queue, ready: messageCount, consumers: consumerCount, recreated: false };
+      // In tasks: a batch waiting in the queue is as many tasks as it holds.
+      const ready = this.publisher.tasksIn(messageCount);
+      return { queue, ready, consumers: consumerCount, recreated: false };
     } catch (error) {
       if (!/NOT_FOUND/.test(String((error as Error).message))) throw error;
     } finally {
@@ -258,6 +282,7 @@ export class RabbitTransport implements Transport {
     if (this.failure) return;
     this.failure = error;
     this.publisher.stop('failed');
+    this.batcher.wake();
     this.listener?.fatal(error);
   }
 }

@@ -2,7 +2,8 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { InfraError } from '../../shared/errors.js';
 import { failedResult } from '../../shared/failedResult.js';
 import type { Logger } from '../../shared/logger.js';
-import { isKnownFailure, type TaskResult } from '../../shared/protocol.js';
+import { isKnownFailure, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
+import type { ResultReading } from '../../shared/readResult.js';
 import { decodeResultsMessage, type ResultsEvent } from '../../shared/wire.js';
 import type { TransportListener } from './transport.js';
 
@@ -20,6 +21,12 @@ export interface ResultsReaderOptions {
   readonly fail: (error: unknown) => void;
   /** True once the transport is closing: a channel closed then is no news. */
   readonly closing: () => boolean;
+  /**
+   * A batch the broker gave up on (its delivery limit): one of its tasks may be what killed
+   * the workers, so each is published again on its own, as the same attempt; resolves once
+   * the broker has them.
+   */
+  readonly unbatch: (tasks: readonly TaskMessage[]) => Promise<void>;
 }
 
 /**
@@ -90,15 +97,13 @@ export class ResultsReader {
     let done: Promise<void> | undefined;
     switch (event.kind) {
       case 'result':
-        this.noteForeignClass(event.result);
-        done = Promise.resolve(listener.result(event.result));
-        break;
       case 'unreadable':
-        this.options.log.warn(
-          { task: event.result.task, attempt: event.result.attempt },
-          `${event.reason}: taken as a failed attempt`,
+        done = this.take(event, listener);
+        break;
+      case 'results':
+        done = Promise.all(event.readings.map((reading) => this.take(reading, listener))).then(
+          () => {},
         );
-        done = Promise.resolve(listener.result(event.result));
         break;
       case 'started':
         listener.started(
@@ -117,9 +122,14 @@ export class ResultsReader {
         );
         break;
       case 'dead':
-        done = Promise.resolve(
-          listener.result(deadLetterResult(event, this.options.deliveryLimit)),
-        );
+        done =
+          event.tasks.length > 1 && event.reason === 'delivery_limit'
+            ? this.unbatchDead(event.tasks)
+            : Promise.all(
+                event.tasks.map((task) =>
+                  listener.result(deadLetterResult(task, event, this.options.deliveryLimit)),
+                ),
+              ).then(() => {});
         break;
       case 'junk':
         this.options.log.warn(`dropped a message on \`${this.options.queue}\`: ${event.reason}`);
@@ -134,6 +144,28 @@ export class ResultsReader {
       },
       (error: unknown) => this.options.fail(error),
     );
+  }
+
+  /** Hands a result, or an unreadable one, to the listener; junk is said and dropped. */
+  private take(reading: ResultReading, listener: TransportListener): Promise<void> {
+    if (reading.kind === 'junk') {
+      this.options.log.warn(`dropped a result on \`${this.options.queue}\`: ${reading.reason}`);
+      return Promise.resolve();
+    }
+    if (reading.kind === 'unreadable')
+      this.options.log.warn(
+        { task: reading.result.task, attempt: reading.result.attempt },
+        `${reading.reason}: taken as a failed attempt`,
+      );
+    else this.noteForeignClass(reading.result);
+    return Promise.resolve(listener.result(reading.result));
+  }
+
+  private unbatchDead(tasks: readonly TaskMessage[]): Promise<void> {
+    this.options.log.warn(
+      `the broker gave up on a batch of ${tasks.length} tasks (delivered ${this.options.deliveryLimit + 1} times, never finished): publishing each on its own, so that only a task that kills its worker fails`,
+    );
+    return this.options.unbatch(tasks);
   }
 
   /** Says once per class that a newer or foreign worker's failure class is kept as given. */
@@ -166,6 +198,7 @@ export class ResultsReader {
 
 /** A task the broker gave up on, as a failed result: final, never retried. */
 function deadLetterResult(
+  task: TaskMessage,
   event: Extract<ResultsEvent, { kind: 'dead' }>,
   deliveryLimit: number,
 ): TaskResult {
@@ -176,7 +209,7 @@ function deadLetterResult(
       : event.reason === 'rejected'
         ? 'rejected by a worker (see the worker log: bad message or signature)'
         : `dead-lettered by the broker (${event.reason})`;
-  return failedResult(event.task, {
+  return failedResult(task, {
     failure: event.reason === 'rejected' ? 'rejected' : 'lost',
     reason,
     worker: '',

@@ -1,9 +1,9 @@
-import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { InfraError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage } from '../../shared/protocol.js';
 import { sign } from '../../shared/signing.js';
-import { encodeTask } from '../../shared/wire.js';
+import { encodeTasks } from '../../shared/wire.js';
 
 /**
  * Unconfirmed tasks allowed when publishing starts, growing by one per confirm up to the
@@ -17,7 +17,7 @@ const FIRST_WINDOW = 16;
 export interface TaskPublisherOptions {
   /** The task queue. */
   readonly queue: string;
-  /** Most tasks published and not yet confirmed by the broker. */
+  /** Most messages (a task, or a batch of them) published and not yet confirmed by the broker. */
   readonly window: number;
   /** Signs every task (HMAC-SHA256) when set. */
   readonly signingKey?: string | undefined;
@@ -39,26 +39,37 @@ export interface TaskPublisherOptions {
  */
 const MAX_RETURNS = 3;
 
+/** One message of tasks: a task, or a batch of them (all of one run). */
+interface Parcel {
+  readonly tasks: readonly TaskMessage[];
+  /** Its message id, as the broker returns it. */
+  readonly id: string;
+  readonly content: Buffer;
+  readonly options: Options.Publish;
+}
+
 /**
- * Publishes tasks to the task queue through a confirm channel: mandatory, a bounded window of
- * unconfirmed messages, waiting on `drain`. Survives a broker restart: a task whose confirm was
- * lost with its channel is published again on the next one (the duplicate is dropped by task
- * id and attempt).
+ * Publishes messages of tasks (one task, or a batch) to the task queue through a confirm
+ * channel: mandatory, a bounded window of unconfirmed messages, waiting on `drain`. Survives a
+ * broker restart: a message whose confirm was lost with its channel is published again on the
+ * next one (the duplicate is dropped by task id and attempt).
  */
 export class TaskPublisher {
   private channel: ConfirmChannel | undefined;
   /** Published, waiting for the broker's confirm. */
-  private readonly unconfirmed = new Set<TaskMessage>();
+  private readonly unconfirmed = new Set<Parcel>();
   /** Lost with a channel before their confirm: published again on the next channel. */
-  private republish: TaskMessage[] = [];
+  private republish: Parcel[] = [];
   /** Confirmed since the last report. */
   private confirmed: TaskMessage[] = [];
   private readonly returned = new Set<string>();
   /**
-   * How often each task now being published again was returned. Per task, not in a row: a
-   * queue deleted in the middle of a window of a thousand tasks returns them all at once.
+   * How often each message now being published again was returned. Per message, not in a row: a
+   * queue deleted in the middle of a window of a thousand messages returns them all at once.
    */
-  private readonly returns = new Map<TaskMessage, number>();
+  private readonly returns = new Map<Parcel, number>();
+  /** How many tasks each confirmed message held, in the order confirmed: runs of one size. */
+  private readonly sizes: [size: number, count: number][] = [];
   private redeclaring: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   /** The window now: FIRST_WINDOW after an idle moment, up to `options.window`. */
@@ -110,16 +121,17 @@ export class TaskPublisher {
       this.options.log.info(
         `publishing ${again.length} unconfirmed tasks again after reconnecting`,
       );
-    for (const task of again) this.publish(channel, task);
+    for (const parcel of again) this.publish(channel, parcel);
     this.wake();
   }
 
   /**
-   * Publishes one task; resolves when the window has room for more. Interrupted while waiting
-   * (for a window slot, or for the broker to come back), the task stays unpublished and
-   * unrecorded, and a resume publishes it. Throws what `failure()` holds once publishing failed.
+   * Publishes one message of tasks (one, or a batch of one run); resolves when the window has
+   * room for more. Interrupted while waiting (for a window slot, or for the broker to come
+   * back), the tasks stay unpublished and unrecorded, and a resume publishes them. Throws what
+   * `failure()` holds once publishing failed.
    */
-  async submit(task: TaskMessage, failure: () => unknown): Promise<void> {
+  async submit(tasks: readonly TaskMessage[], failure: () => unknown): Promise<void> {
     // Nothing outstanding: a phase starts (or a serial step): ramp up again from the start.
     if (this.outstanding === 0) this.window = Math.min(FIRST_WINDOW, this.options.window);
     while (
@@ -133,7 +145,7 @@ export class TaskPublisher {
     if (failed) throw failed;
     if (this.stopped !== 'no') return;
     const channel = this.channel as ConfirmChannel;
-    if (!this.publish(channel, task)) {
+    if (!this.publish(channel, this.parcel(tasks))) {
       await new Promise<void>((resolve) => {
         const done = () => {
           channel.off('drain', done);
@@ -168,63 +180,92 @@ export class TaskPublisher {
     }
   }
 
-  private publish(channel: ConfirmChannel, task: TaskMessage): boolean {
-    const encoded = encodeTask(task);
+  /**
+   * How many tasks the youngest `messages` confirmed messages hold: what `messages` ready in the
+   * task queue stand for, when this publisher is the only one (the queue hands out its oldest
+   * first).
+   */
+  tasksIn(messages: number): number {
+    let tasks = 0;
+    let left = messages;
+    for (let i = this.sizes.length - 1; i >= 0 && left > 0; i--) {
+      const [size, count] = this.sizes[i] as [number, number];
+      const taken = Math.min(count, left);
+      tasks += taken * size;
+      left -= taken;
+    }
+    // More ready than this publisher confirmed: someone else's, counted as one task each.
+    return tasks + left;
+  }
+
+  private parcel(tasks: readonly TaskMessage[]): Parcel {
+    const encoded = encodeTasks(tasks);
     const { content } = encoded;
     const options = this.options.signingKey
       ? sign(this.options.signingKey, content, encoded.options)
       : encoded.options;
-    this.unconfirmed.add(task);
+    return { tasks, id: String(options.messageId), content, options };
+  }
+
+  private publish(channel: ConfirmChannel, parcel: Parcel): boolean {
+    this.unconfirmed.add(parcel);
     try {
-      return channel.publish('', this.options.queue, content, options, (error) =>
-        this.onConfirm(task, channel, error),
+      return channel.publish('', this.options.queue, parcel.content, parcel.options, (error) =>
+        this.onConfirm(parcel, channel, error),
       );
     } catch {
       // The channel closed under us: publish again on the next one.
-      this.unconfirmed.delete(task);
-      this.republish.push(task);
+      this.unconfirmed.delete(parcel);
+      this.republish.push(parcel);
       return true;
     }
   }
 
-  private onConfirm(task: TaskMessage, channel: ConfirmChannel, error: unknown): void {
-    if (!this.unconfirmed.delete(task)) return;
+  private onConfirm(parcel: Parcel, channel: ConfirmChannel, error: unknown): void {
+    if (!this.unconfirmed.delete(parcel)) return;
+    const first = parcel.tasks[0] as TaskMessage;
+    const what =
+      parcel.tasks.length > 1
+        ? `a batch of ${parcel.tasks.length} tasks of phase ${first.phase}`
+        : `task ${first.task} of phase ${first.phase}`;
     if (error) {
       if (this.channel !== channel || String((error as Error).message) === 'channel closed') {
-        this.republish.push(task);
+        this.republish.push(parcel);
       } else {
-        this.options.fail(
-          new InfraError(
-            'PUBLISH_NACKED',
-            `the broker refused task ${task.task} of phase ${task.phase} (nack)`,
-          ),
-        );
+        this.options.fail(new InfraError('PUBLISH_NACKED', `the broker refused ${what} (nack)`));
       }
-    } else if (this.returned.delete(task.task)) {
-      const returns = (this.returns.get(task) ?? 0) + 1;
-      this.returns.set(task, returns);
+    } else if (this.returned.delete(parcel.id)) {
+      const returns = (this.returns.get(parcel) ?? 0) + 1;
+      this.returns.set(parcel, returns);
       if (returns > MAX_RETURNS) {
         this.options.fail(
           new InfraError(
             'PUBLISH_UNROUTABLE',
-            `task queue \`${this.options.queue}\` did not take task ${task.task}: it was returned unroutable`,
+            `task queue \`${this.options.queue}\` did not take ${what}: it was returned unroutable`,
           ),
         );
       } else {
-        this.againAfterRedeclare(task);
+        this.againAfterRedeclare(parcel);
       }
     } else {
-      this.returns.delete(task);
+      this.returns.delete(parcel);
       this.window = Math.min(this.options.window, this.window + 1);
-      this.confirmed.push(task);
-      if (this.confirmed.length === 1) setImmediate(() => this.reportConfirmed());
+      this.noteSize(parcel.tasks.length);
+      this.confirmed.push(...parcel.tasks);
+      if (this.confirmed.length === parcel.tasks.length) setImmediate(() => this.reportConfirmed());
     }
     this.wake();
   }
 
-  /** Publishes `task` again once the task queue is declared again (one declaration at a time). */
-  private againAfterRedeclare(task: TaskMessage): void {
-    this.republish.push(task);
+  private noteSize(size: number): void {
+    const last = this.sizes[this.sizes.length - 1];
+    if (last && last[0] === size) last[1]++;
+    else this.sizes.push([size, 1]);
+  }
+
+  /** Publishes `parcel` again once the task queue is declared again (one declaration at a time). */
+  private againAfterRedeclare(parcel: Parcel): void {
+    this.republish.push(parcel);
     this.redeclaring ??= this.options
       .unroutable()
       .catch((error: unknown) =>

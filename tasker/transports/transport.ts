@@ -30,7 +30,7 @@ export interface TransportListener {
 export interface QueueView {
   /** The task queue, by name. */
   readonly queue: string;
-  /** Messages ready in it (not counting those delivered and not acknowledged). */
+  /** Tasks ready in it (not counting those delivered and not acknowledged; a batch counts as its tasks). */
   readonly ready: number;
   /** Consumers on it: workers taking tasks. */
   readonly consumers: number;

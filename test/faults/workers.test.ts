@@ -113,4 +113,31 @@ describe('faults: workers', () => {
     expect(await queueDepth(queue)).toBe(0);
     count({ tasksRun: 9, workersKilled: 3, poisonIsolated: 1 });
   });
+
+  it('a poison task among short ones, in a batch: the batch is published again task by task, and only the poison is lost', async () => {
+    const poison = 'kill -KILL $(ps -o ppid= -p $PPID)';
+    // Past the first tasks of the phase (which go one by one): the poison travels in a batch.
+    const good = Array.from({ length: 300 }, (_, i) => `echo ${i} >> done.txt`);
+    writeFileSync(
+      join(dir, 'jobs.sh'),
+      [...good.slice(0, 200), poison, ...good.slice(200)].join('\n'),
+    );
+    startFleet(2, { WARREN_DELIVERY_LIMIT: '2' });
+    const result = await tasker(['run', 'jobs.sh', '--run-id', 'poison-batch', '--retries', '3'], {
+      cwd: dir,
+      env: env({ WARREN_DELIVERY_LIMIT: '2' }),
+    });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/publishing them \d+ to a message/);
+    expect(result.stderr).toMatch(/the broker gave up on a batch of \d+ tasks/);
+    const ends = endsOf(ledgerOf(join(dir, '.warren'), 'poison-batch'));
+    const failed = ends.filter((end) => end.state === 'failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ command: poison, failure: 'lost', final: true });
+    expect(new Set(linesOf(dir, 'done.txt')).size).toBe(300);
+    expect(ends.filter((end) => end.state === 'succeeded')).toHaveLength(300);
+    expect(await queueDepth(queue)).toBe(0);
+    const killed = fleet.reduce((sum, member) => sum + member.restarts, 0);
+    count({ tasksRun: 301, workersKilled: killed, poisonIsolated: 1 });
+  });
 });

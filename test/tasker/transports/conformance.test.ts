@@ -44,6 +44,7 @@ const base = (dir: string) => ({
   queue: 'unused',
   deliveryLimit: 4,
   publishWindow: 100,
+  batchSize: 64,
   signingKey: undefined,
   slots: 2,
   workdir: dir,

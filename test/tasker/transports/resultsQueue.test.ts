@@ -57,6 +57,7 @@ async function finishedRunWith(left: TaskResult[]): Promise<RabbitTransport> {
     queue,
     deliveryLimit: 3,
     window: 100,
+    batchSize: 64,
     log: await createLogger({ level: 'silent', format: 'json' }),
   });
   await withChannel(async (channel) => {

@@ -1,0 +1,162 @@
+import type { Logger } from '../../shared/logger.js';
+import type { TaskMessage, TaskResult } from '../../shared/protocol.js';
+
+/**
+ * How much work one batch carries, in ms of its tasks' durations so far: small, so that a long
+ * task in a phase of short ones waits behind a quarter of a second of others at most.
+ */
+export const BATCH_WORK_MS = 250;
+/** Most tasks in one batch. */
+export const MAX_BATCH_SIZE = 64;
+/** Tasks of a phase published one to a message, awaiting results, before anything is known. */
+const PROBE_TASKS = 16;
+/** Results of a phase it takes to size its batches. */
+const PROBE_RESULTS = 4;
+/** With no results this long after its first task, a phase's tasks are long: one to a message. */
+const PROBE_WAIT_MS = 1000;
+/** How much each new duration moves a phase's running mean. */
+const WEIGHT = 0.1;
+
+/** What the batcher knows of one phase's tasks. */
+interface PhaseShape {
+  /** Results seen, and their running mean duration in ms. */
+  results: number;
+  meanMs: number;
+  /** Tasks handed over and not seen ending (while probing). */
+  out: number;
+  /** When its first task was handed over. */
+  readonly since: number;
+  /** Batch size said last (0: none yet), so that going from one to many is said once. */
+  said: number;
+}
+
+export interface BatcherOptions {
+  /** Publishes one message of tasks; resolves when there is room for more. */
+  readonly publish: (tasks: readonly TaskMessage[]) => Promise<void>;
+  /** Largest batch; 1 publishes every task on its own. @defaultValue MAX_BATCH_SIZE */
+  readonly maxSize?: number | undefined;
+  readonly log: Logger;
+}
+
+/**
+ * Gathers a phase's tasks into batches when they are short: the first tasks of a phase go one
+ * to a message (at most PROBE_TASKS awaiting results, for at most PROBE_WAIT_MS); their
+ * durations then size the batches, BATCH_WORK_MS of work each, from 1 (long tasks) to
+ * MAX_BATCH_SIZE. A batch goes out when it is full, or as soon as nobody hands over more tasks
+ * in this turn of the event loop (a serial step, a retry, the end of a phase).
+ */
+export class Batcher {
+  private readonly phases = new Map<string, PhaseShape>();
+  private pending: TaskMessage[] = [];
+  private scheduled = false;
+  private failure: unknown;
+  private waiters: (() => void)[] = [];
+  private readonly maxSize: number;
+
+  constructor(private readonly options: BatcherOptions) {
+    this.maxSize = Math.max(1, options.maxSize ?? MAX_BATCH_SIZE);
+  }
+
+  /** Takes one task; resolves when there is room for more. */
+  async add(task: TaskMessage): Promise<void> {
+    const shape = this.shapeOf(task.phase);
+    await this.probing(shape);
+    const first = this.pending[0];
+    // A batch is of one run and one phase: another flushes what is gathered.
+    if (first && (first.phase !== task.phase || first.run !== task.run)) await this.flush();
+    this.pending.push(task);
+    shape.out++;
+    if (this.pending.length >= this.sizeOf(task.phase, shape)) await this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush().catch((error: unknown) => {
+          this.failure ??= error;
+        });
+      });
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /** A result came: its duration shapes the batches of its phase. */
+  observe(result: TaskResult): void {
+    const shape = this.phases.get(result.phase);
+    if (!shape) return;
+    const ms = Math.max(0, Date.parse(result.finishedAt) - Date.parse(result.startedAt)) || 0;
+    shape.meanMs = shape.results === 0 ? ms : shape.meanMs + WEIGHT * (ms - shape.meanMs);
+    shape.results++;
+    if (shape.out > 0) shape.out--;
+    this.wake();
+  }
+
+  /** Publishes what is gathered now (before closing, say). */
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const tasks = this.pending;
+    this.pending = [];
+    await this.options.publish(tasks);
+  }
+
+  /** Wakes whoever waits on a probe (the transport stops or failed). */
+  wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** The batch size for `phase` now. */
+  sizeOf(phase: string, shape = this.shapeOf(phase)): number {
+    if (shape.results < PROBE_RESULTS) return 1;
+    const size = Math.max(
+      1,
+      Math.min(this.maxSize, Math.floor(BATCH_WORK_MS / Math.max(shape.meanMs, 0.5))),
+    );
+    if (shape.said === 0 || size > 1 !== shape.said > 1) {
+      this.options.log.info(
+        { phase },
+        size > 1
+          ? `tasks of phase ${phase} take ${formatMs(shape.meanMs)} on average: publishing them ${size} to a message`
+          : `tasks of phase ${phase} take ${formatMs(shape.meanMs)} on average: publishing them one to a message`,
+      );
+    }
+    shape.said = size;
+    return size;
+  }
+
+  private shapeOf(phase: string): PhaseShape {
+    let shape = this.phases.get(phase);
+    if (!shape) {
+      shape = { results: 0, meanMs: 0, out: 0, since: Date.now(), said: 0 };
+      this.phases.set(phase, shape);
+    }
+    return shape;
+  }
+
+  /**
+   * While a phase's tasks are not known, waits with PROBE_TASKS of them out until enough
+   * results come, or until PROBE_WAIT_MS have passed since its first (its tasks are long: the
+   * rest go one to a message, at once).
+   */
+  private async probing(shape: PhaseShape): Promise<void> {
+    while (
+      this.maxSize > 1 &&
+      shape.results < PROBE_RESULTS &&
+      shape.out >= PROBE_TASKS &&
+      Date.now() - shape.since < PROBE_WAIT_MS
+    ) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, PROBE_WAIT_MS - (Date.now() - shape.since));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      if (this.failure) throw this.failure;
+    }
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}
