@@ -111,6 +111,8 @@ export class PhaseRun {
     const table = this.tasks.table;
     const serial = phase.kind === 'serial';
     this.progressTimer = setInterval(() => this.reportProgress(), 250);
+    const timing = memory.timing(phase.name);
+    if (timing) transport.expect?.(phase.name, timing.meanMs, timing.count);
     // Attempts an earlier session left out are waited for, not published again (a pass over
     // the phase file, made only on such a resume).
     if (memory.anyPending) {

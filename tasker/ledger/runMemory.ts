@@ -13,6 +13,23 @@ export class RunMemory {
   private readonly spawns = new Map<string, [string, string][]>();
   /** How many tasks were spawned in the run. */
   spawnedCount = 0;
+  /** Per phase, how many attempts ended in earlier sessions and how long they took in all (ms). */
+  private readonly timings = new Map<string, { count: number; ms: number }>();
+
+  /** An attempt of `phase` took `ms` (an earlier session's record). */
+  timed(phase: string, ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    const timing = this.timings.get(phase) ?? { count: 0, ms: 0 };
+    timing.count++;
+    timing.ms += ms;
+    this.timings.set(phase, timing);
+  }
+
+  /** How long `phase`'s attempts took on average in earlier sessions, and how many there were. */
+  timing(phase: string): { readonly count: number; readonly meanMs: number } | undefined {
+    const timing = this.timings.get(phase);
+    return timing ? { count: timing.count, meanMs: timing.ms / timing.count } : undefined;
+  }
 
   /** Whether any attempt is out on the broker with no outcome (only ever after a resume). */
   get anyPending(): boolean {
@@ -108,7 +125,10 @@ export async function loadRunMemory(
       for (const [id, attempt] of record.tasks) memory.queued(id, attempt);
     },
     start: (record) => memory.started(record.task, record.attempt),
-    end: (record) => memory.ended(record.task, record.attempt, record.state === 'succeeded'),
+    end: (record) => {
+      memory.ended(record.task, record.attempt, record.state === 'succeeded');
+      memory.timed(record.phase, Date.parse(record.finishedAt) - Date.parse(record.startedAt));
+    },
     cancel: (record) => {
       cancelledAt ??= record.at;
     },

@@ -28,6 +28,8 @@ interface PhaseShape {
   readonly since: number;
   /** Batch size said last (0: none yet), so that going from one to many is said once. */
   said: number;
+  /** Its durations came from earlier sessions of the run, not from this one's results. */
+  earlier: boolean;
 }
 
 export interface BatcherOptions {
@@ -39,8 +41,8 @@ export interface BatcherOptions {
 }
 
 /**
- * Gathers a phase's tasks into batches when they are short: the first tasks of a phase go one
- * to a message (at most PROBE_TASKS awaiting results, for at most PROBE_WAIT_MS); their
+ * Gathers a phase's tasks into batches when they are short: unless an earlier session of the
+ * run timed them (`expect`), the first tasks of a phase go one to a message (at most PROBE_TASKS awaiting results, for at most PROBE_WAIT_MS); their
  * durations then size the batches, BATCH_WORK_MS of work each, from 1 (long tasks) to
  * MAX_BATCH_SIZE. A batch goes out when it is full, or as soon as nobody hands over more tasks
  * in this turn of the event loop (a serial step, a retry, the end of a phase).
@@ -86,8 +88,21 @@ export class Batcher {
     const ms = Math.max(0, Date.parse(result.finishedAt) - Date.parse(result.startedAt)) || 0;
     shape.meanMs = shape.results === 0 ? ms : shape.meanMs + WEIGHT * (ms - shape.meanMs);
     shape.results++;
+    shape.earlier = false;
     if (shape.out > 0) shape.out--;
     this.wake();
+  }
+
+  /**
+   * `phase`'s tasks took `meanMs` on average in `count` earlier attempts (a resumed run's
+   * ledger): with enough of them, its batches are sized by that from its first task.
+   */
+  expect(phase: string, meanMs: number, count: number): void {
+    const shape = this.shapeOf(phase);
+    if (shape.results > 0 || count < PROBE_RESULTS) return;
+    shape.results = count;
+    shape.meanMs = meanMs;
+    shape.earlier = true;
   }
 
   /** Publishes what is gathered now (before closing, say). */
@@ -113,11 +128,12 @@ export class Batcher {
       Math.min(this.maxSize, Math.floor(BATCH_WORK_MS / Math.max(shape.meanMs, 0.5))),
     );
     if (shape.said === 0 || size > 1 !== shape.said > 1) {
+      const took = shape.earlier
+        ? `took ${formatMs(shape.meanMs)} on average in earlier sessions of the run`
+        : `take ${formatMs(shape.meanMs)} on average`;
       this.options.log.info(
         { phase },
-        size > 1
-          ? `tasks of phase ${phase} take ${formatMs(shape.meanMs)} on average: publishing them ${size} to a message`
-          : `tasks of phase ${phase} take ${formatMs(shape.meanMs)} on average: publishing them one to a message`,
+        `tasks of phase ${phase} ${took}: publishing them ${size > 1 ? size : 'one'} to a message`,
       );
     }
     shape.said = size;
@@ -127,7 +143,7 @@ export class Batcher {
   private shapeOf(phase: string): PhaseShape {
     let shape = this.phases.get(phase);
     if (!shape) {
-      shape = { results: 0, meanMs: 0, out: 0, since: Date.now(), said: 0 };
+      shape = { results: 0, meanMs: 0, out: 0, since: Date.now(), said: 0, earlier: false };
       this.phases.set(phase, shape);
     }
     return shape;

@@ -123,6 +123,10 @@ export class RabbitTransport implements Transport {
     }
   }
 
+  expect(phase: string, meanMs: number, count: number): void {
+    this.batcher.expect(phase, meanMs, count);
+  }
+
   async submit(task: TaskMessage): Promise<void> {
     if (this.options.purpose === 'control')
       throw new Error('a RabbitTransport opened for control takes no tasks');

@@ -60,6 +60,11 @@ export interface Transport {
    * collect`, a `send --no-wait` run, only reports what it published.)
    */
   listen(listener: TransportListener): void;
+  /**
+   * `phase`'s tasks took `meanMs` on average in `count` attempts of earlier sessions of the run:
+   * a transport that batches short tasks sizes its batches by it from the start (optional).
+   */
+  expect?(phase: string, meanMs: number, count: number): void;
   /** Hands over one task; resolves when the transport has room for more. */
   submit(task: TaskMessage): Promise<void>;
   /**

@@ -62,6 +62,26 @@ describe('short tasks through RabbitMQ', () => {
     expect(logs.stdout.trim()).toBe('out-250');
   });
 
+  it('a resumed run sizes its batches from its earlier sessions, from the first task', async () => {
+    // Half the tasks fail until `ok` exists; the resume runs them again, knowing how long they take.
+    write(
+      'jobs.sh',
+      Array.from({ length: 200 }, (_, i) => (i % 2 ? `test -f ok && echo ${i}` : `echo ${i}`)),
+    );
+    await fleetOf(2);
+    const args = ['run', 'jobs.sh', '--run-id', 'again', '--retries', '0'];
+    const first = await tasker(args, { cwd: dir, env: env() });
+    expect(first.exitCode).toBe(1);
+    writeFileSync(join(dir, 'ok'), '');
+    const second = await tasker(args, { cwd: dir, env: env() });
+    expect(second.exitCode).toBe(0);
+    expect(second.stderr).toMatch(
+      /tasks of phase phase1 took [\d.]+ ms on average in earlier sessions of the run: publishing them \d+ to a message/,
+    );
+    const ends = endsOf(ledgerOf(state(), 'again'));
+    expect(ends.filter((end) => end.state === 'succeeded')).toHaveLength(200);
+  });
+
   it('a worker SIGKILLed while it runs a batch: every task is recorded once, and the run succeeds', async () => {
     write(
       'jobs.sh',
