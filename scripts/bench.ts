@@ -20,6 +20,8 @@ const WORKER = join(ROOT, 'dist', 'worker', 'cli.js');
 const FLOOR = join(ROOT, 'dist', 'scripts', 'brokerFloor.js');
 const SEED = join(ROOT, 'dist', 'scripts', 'seedBaseline.js');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** The long case takes some 20 s a round: one round unless said otherwise. */
+const LONG_ROUNDS = Number(process.env.BENCH_LONG_ROUNDS ?? 1);
 const QUIET = { WARREN_LOG_LEVEL: 'warn', WARREN_LOG_FORMAT: 'json' };
 /** With BENCH_CPU=1, what each process of a broker run costs in CPU (set once the broker is up). */
 let meter: CpuMeter | undefined;
@@ -518,6 +520,88 @@ async function sleepers(work: string, broker: TestBroker): Promise<Row[]> {
   ];
 }
 
+/**
+ * 20,000 distinct `true` lines on 2 workers of 1 slot at default settings: tasks a second over
+ * the whole tasker run, next to the seed on 2 worker processes, in the same rounds.
+ */
+async function rate(work: string, broker: TestBroker): Promise<Row> {
+  const count = 20_000;
+  const jobs = join(work, 'rate-true.sh');
+  writeFileSync(jobs, Array.from({ length: count }, (_, i) => `true ${i}`).join('\n'));
+  const workers = await fleet(work, broker, 2, 1);
+  const seed = await seedFleet(work, broker, 2);
+  const warren: number[] = [];
+  const seeds: number[] = [];
+  let recorded = count;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const run = `bench-rate-${process.pid}-${round}`;
+      const label = `[rate ${round + 1}/${ROUNDS}]`;
+      const elapsed = await timedTasker(
+        `warren ${label}`,
+        [TASKER, 'run', jobs, '--workdir', work, '--run-id', run],
+        workers.env,
+        workers.pids,
+      );
+      warren.push(count / elapsed);
+      const ends = ledgerLines(work, run).filter(
+        (line) => line.type === 'end' && line.state === 'succeeded',
+      );
+      recorded = Math.min(recorded, ends.length);
+      seeds.push(
+        count /
+          (await timedTasker(
+            `seed ${label}`,
+            [SEED, 'tasker', broker.url, seed.queue, jobs],
+            {},
+            seed.pids,
+          )),
+      );
+    }
+  } finally {
+    await workers.stop();
+    await seed.stop();
+  }
+  const w = median(warren);
+  return {
+    case: `20,000 x \`true\` on 2 workers of 1 slot, default settings, whole run, next to the seed on 2 workers (fewest recorded: ${recorded} of ${count})`,
+    warren: w,
+    baseline: median(seeds),
+    unit: 'tasks/s',
+    target: ">= 1,746/s (3x the previous design's 582/s)",
+    ok: w >= 1746 && recorded === count,
+  };
+}
+
+/** 80 x `sleep 2` on 8 slots (2 workers x 4) at default settings: the phase next to 20 s. */
+async function long(work: string, broker: TestBroker): Promise<Row> {
+  const ideal = (80 * 2) / 8;
+  const jobs = join(work, 'long-sleep.sh');
+  writeFileSync(jobs, 'sleep 2\n'.repeat(80));
+  const workers = await fleet(work, broker, 2, 4);
+  const phases: number[] = [];
+  try {
+    for (let round = 0; round < LONG_ROUNDS; round++) {
+      const run = `bench-long-${process.pid}-${round}`;
+      await execa('node', [TASKER, 'run', jobs, '--workdir', work, '--run-id', run], {
+        env: workers.env,
+      });
+      phases.push(phaseSeconds(work, run));
+    }
+  } finally {
+    await workers.stop();
+  }
+  const w = median(phases);
+  return {
+    case: `80 x \`sleep 2\`, 8 slots (2 workers x 4) through RabbitMQ, default settings, phase time (${LONG_ROUNDS} round${LONG_ROUNDS === 1 ? '' : 's'}: BENCH_LONG_ROUNDS, default 1)`,
+    warren: w,
+    baseline: ideal,
+    unit: 's',
+    target: '<= 1.05x ideal 20 s',
+    ok: w / ideal <= 1.05,
+  };
+}
+
 /** Phase barrier: from the last result of a phase to the first start in the next. */
 async function barrier(work: string, broker: TestBroker): Promise<Row> {
   const phases = 20;
@@ -738,7 +822,7 @@ try {
     );
   }
   // BENCH_ONLY=<regex> runs the cases whose key matches (keys: local, shell, broker, sleepers,
-  // barrier, kill, slots, publish, lines, startup).
+  // rate, long, barrier, kill, slots, publish, lines, startup).
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   const cases: [string, () => Promise<Row | Row[]>][] = [
     ['local', () => localVersusXargs(work, '2,000 x `true`, 2 slots, local mode', 'true', 1.2)],
@@ -755,6 +839,8 @@ try {
     ],
     ['broker', () => brokerVersusXargs(work, broker as TestBroker)],
     ['sleepers', () => sleepers(work, broker as TestBroker)],
+    ['rate', () => rate(work, broker as TestBroker)],
+    ['long', () => long(work, broker as TestBroker)],
     ['barrier', () => barrier(work, broker as TestBroker)],
     ['kill', () => workerKilled(work, broker as TestBroker)],
     ['slots', () => manySlots(work, broker as TestBroker)],
