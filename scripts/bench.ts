@@ -12,7 +12,7 @@ import amqp from 'amqplib';
 import { execa } from 'execa';
 import { declareTopology } from '../shared/topology.js';
 import { CpuMeter, cpuLine } from './cpu.js';
-import { PrivateNode, startTestBroker, type TestBroker } from './rabbitmqNode.js';
+import { startTestBroker, type TestBroker } from './rabbitmqNode.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const TASKER = join(ROOT, 'dist', 'tasker', 'cli.js');
@@ -810,13 +810,7 @@ try {
   broker = await startTestBroker();
   console.log(`broker: ${broker.source}\n`);
   if (process.env.BENCH_CPU === '1') {
-    // A private node's VM is the one its pid file names; else every beam.smp here.
-    meter = CpuMeter.start(
-      work,
-      broker instanceof PrivateNode
-        ? Number(readFileSync(join(broker.dir, 'pid'), 'utf8'))
-        : undefined,
-    );
+    meter = CpuMeter.start(work, broker.url);
     console.log(
       `cpu: per run of the broker cases; broker = ${meter.broker.length} beam.smp process${meter.broker.length === 1 ? '' : 'es'} (${meter.broker.join(', ')})\n`,
     );

@@ -4,7 +4,7 @@
  * the broker from `/proc/<pid>/stat` before and after (a process's own time, not its children's).
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** What one run cost each process, in CPU seconds. */
@@ -26,7 +26,7 @@ function ticks(pid: number): number {
   }
 }
 
-/** Every `beam.smp` on this machine: the broker's Erlang VMs, when it runs here. */
+/** Every `beam.smp` on this machine. */
 function beams(): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
@@ -42,6 +42,53 @@ function beams(): number[] {
   return pids;
 }
 
+/** The inodes of the sockets listening on TCP `port` here (IPv4 or IPv6). */
+function listening(port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue; // no IPv6
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1]?.split(':')[1];
+      // State 0A is LISTEN; field 9 is the socket's inode.
+      if (local && Number.parseInt(local, 16) === port && fields[3] === '0A' && fields[9])
+        inodes.add(fields[9]);
+    }
+  }
+  return inodes;
+}
+
+/**
+ * The broker's VMs: the `beam.smp` that listens on `port`, when one here does (other nodes, such
+ * as tests' private ones, may run beside it); else every `beam.smp`, summed.
+ */
+function brokerVms(port: number): number[] {
+  const all = beams();
+  const sockets = listening(port);
+  // A descriptor closed since the listing, or a process gone or not ours to read: not it.
+  const descriptors = (pid: number) => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`).map((fd) => `/proc/${pid}/fd/${fd}`);
+    } catch {
+      return [];
+    }
+  };
+  const socket = (fd: string) => {
+    try {
+      return /^socket:\[(\d+)\]$/.exec(readlinkSync(fd))?.[1] ?? '';
+    } catch {
+      return '';
+    }
+  };
+  const owner = all.find((pid) => descriptors(pid).some((fd) => sockets.has(socket(fd))));
+  return owner ? [owner] : all;
+}
+
 /** Measures runs; one per broker (its VMs are found once). */
 export class CpuMeter {
   private constructor(
@@ -52,16 +99,16 @@ export class CpuMeter {
   ) {}
 
   /**
-   * Takes the broker's VM (`broker`, when known, as a private node's pid file says) or every
-   * `beam.smp` here, and writes the tasker's preload into `dir`.
+   * Finds the VM of the broker at `url` (the `beam.smp` listening on its port) and writes the
+   * tasker's preload into `dir`.
    */
-  static start(dir: string, broker?: number): CpuMeter {
+  static start(dir: string, url: string): CpuMeter {
     const hz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
     writeFileSync(
       join(dir, 'cpu-preload.mjs'),
       `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => { const u = process.resourceUsage(); writeFileSync(${JSON.stringify(dir)} + '/cpu-' + process.pid + '.txt', String((u.userCPUTime + u.systemCPUTime) / 1e6)); });\n`,
     );
-    return new CpuMeter(hz, broker ? [broker] : beams(), dir);
+    return new CpuMeter(hz, brokerVms(Number(new URL(url).port) || 5672), dir);
   }
 
   /** The environment a tasker runs with so that it reports its CPU time. */
