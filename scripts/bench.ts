@@ -11,14 +11,20 @@ import { join, resolve } from 'node:path';
 import amqp from 'amqplib';
 import { execa } from 'execa';
 import { declareTopology } from '../shared/topology.js';
+import { CpuMeter, cpuLine } from './cpu.js';
 import { startTestBroker, type TestBroker } from './rabbitmqNode.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const TASKER = join(ROOT, 'dist', 'tasker', 'cli.js');
 const WORKER = join(ROOT, 'dist', 'worker', 'cli.js');
 const FLOOR = join(ROOT, 'dist', 'scripts', 'brokerFloor.js');
+const SEED = join(ROOT, 'dist', 'scripts', 'seedBaseline.js');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** The long case takes some 20 s a round: one round unless said otherwise. */
+const LONG_ROUNDS = Number(process.env.BENCH_LONG_ROUNDS ?? 1);
 const QUIET = { WARREN_LOG_LEVEL: 'warn', WARREN_LOG_FORMAT: 'json' };
+/** With BENCH_CPU=1, what each process of a broker run costs in CPU (set once the broker is up). */
+let meter: CpuMeter | undefined;
 
 interface Row {
   readonly case: string;
@@ -32,12 +38,18 @@ interface Row {
 const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
+/** A figure with its unit: a speed-up (unit `x`) as `1.52x`. */
+function fmt(value: number, unit: string): string {
+  if (unit === 'x') return `${value.toFixed(2)}x`;
+  return `${value.toFixed(unit === 's' ? 2 : 0)} ${unit}`;
+}
+
 /** Each row as soon as it is measured (the table at the end repeats them all). */
 function said(row: Row): Row {
   const ratio = row.baseline === null ? '' : ` (${(row.warren / row.baseline).toFixed(2)}x)`;
-  console.log(
-    `  ${row.ok ? 'ok    ' : 'MISSED'} ${row.case}: ${row.warren.toFixed(2)} ${row.unit}${ratio}`,
-  );
+  const figure =
+    row.unit === 'x' ? fmt(row.warren, row.unit) : `${row.warren.toFixed(2)} ${row.unit}`;
+  console.log(`  ${row.ok ? 'ok    ' : 'MISSED'} ${row.case}: ${figure}${ratio}`);
   return row;
 }
 
@@ -120,78 +132,166 @@ async function deleteQueue(url: string, queue: string): Promise<void> {
   await connection.close();
 }
 
+/** Declares the seed's task queue as asreview-cloud's tasker did: classic, durable. */
+async function declareSeedQueue(url: string, queue: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  await (await connection.createChannel()).assertQueue(queue, { durable: true });
+  await connection.close();
+}
+
+/** Standing baseline workers (the seed's or the floor's) on a declared `queue`, consuming. */
+async function baselineFleet(
+  url: string,
+  queue: string,
+  count: number,
+  args: readonly string[],
+  cwd: string,
+): Promise<{ pids: number[]; stop: () => Promise<void> }> {
+  const processes = Array.from({ length: count }, () =>
+    execa('node', args, { cwd, reject: false }),
+  );
+  await consumers(url, queue, count);
+  return {
+    pids: processes.map((process) => process.pid ?? 0),
+    stop: async () => {
+      for (const process of processes) process.kill('SIGTERM');
+      await Promise.all(processes);
+      await deleteQueue(url, queue);
+    },
+  };
+}
+
+/** The seed's workers (seedBaseline.ts), `count` processes, on a classic queue of their own. */
+async function seedFleet(
+  work: string,
+  broker: TestBroker,
+  count: number,
+): Promise<{ queue: string; pids: number[]; stop: () => Promise<void> }> {
+  const queue = `warren.bench.${randomBytes(3).toString('hex')}.seed`;
+  await declareSeedQueue(broker.url, queue);
+  const fleet = await baselineFleet(
+    broker.url,
+    queue,
+    count,
+    [SEED, 'worker', broker.url, queue],
+    work,
+  );
+  return { queue, ...fleet };
+}
+
 /**
- * 2,000 `true` through the broker to two worker processes, next to `xargs -P 2`. With a prefetch
- * above 1, the same flow with bare amqplib (brokerFloor.ts) runs in the same rounds: the floor.
+ * Runs a tasker (Warren's or a baseline's: `node <args>`) to its end and times it; with
+ * BENCH_CPU, says what the run cost the tasker, the standing `workers` and the broker.
  */
-async function brokerVersusXargs(work: string, broker: TestBroker, prefetch = 1): Promise<Row[]> {
+async function timedTasker(
+  who: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  workers: readonly number[],
+): Promise<number> {
+  if (!meter) return seconds(() => execa('node', args, { env }));
+  const taskerEnv = { ...env, ...meter.env };
+  let elapsed = Number.NaN;
+  const usage = await meter.measure(workers, async () => {
+    const tasker = execa('node', args, { env: taskerEnv });
+    elapsed = await seconds(() => tasker);
+    return tasker.pid ?? 0;
+  });
+  console.log(`  ${cpuLine(who, usage)}`);
+  return elapsed;
+}
+
+/**
+ * 2,000 `true` through the broker to two workers of one slot at default settings, next to
+ * `xargs -P 2`, the seed (asreview-cloud's flow, seedBaseline.ts) and the floor (Warren's flow
+ * in bare amqplib, brokerFloor.ts), each on two worker processes, in the same rounds.
+ */
+async function brokerVersusXargs(work: string, broker: TestBroker): Promise<Row[]> {
   const jobs = join(work, 'jobs.sh');
   writeFileSync(jobs, 'true\n'.repeat(2000));
-  const queue = `warren.bench.${randomBytes(3).toString('hex')}`;
-  const floorQueue = `${queue}.floor`;
-  const env = { ...QUIET, RABBITMQ_URL: broker.url, WARREN_QUEUE: queue };
-  const withFloor = prefetch > 1;
+  const one = join(work, 'one.sh');
+  writeFileSync(one, 'true\n');
+  // Standing fleets, consuming before the clock runs.
+  const workers = await fleet(work, broker, 2, 1);
+  const seed = await seedFleet(work, broker, 2);
+  const floorQueue = `${workers.env.WARREN_QUEUE}.floor`;
+  await declareQueue(broker.url, floorQueue);
+  const floorWorkers = await baselineFleet(
+    broker.url,
+    floorQueue,
+    2,
+    [FLOOR, 'worker', broker.url, floorQueue, '1'],
+    work,
+  );
   const warren: number[] = [];
+  const seeds: number[] = [];
   const floor: number[] = [];
   const baseline: number[] = [];
-  // Declare the queue first, so the workers (a standing fleet) are ready before the clock runs.
-  writeFileSync(join(work, 'one.sh'), 'true\n');
-  const workers = [1, 2].map((i) =>
-    execa(
-      'node',
-      [WORKER, '--name', `bench${i}`, '--workdir', work, '--prefetch', String(prefetch)],
-      { env, reject: false },
-    ),
-  );
-  if (withFloor) {
-    await declareQueue(broker.url, floorQueue);
-    for (const _ of [1, 2])
-      workers.push(
-        execa('node', [FLOOR, 'worker', broker.url, floorQueue, String(prefetch)], {
-          reject: false,
-        }),
-      );
-    await consumers(broker.url, floorQueue, 2);
-  }
   try {
-    await execa('node', [TASKER, 'send', join(work, 'one.sh'), '--workdir', work], { env });
+    // One task through each first: connections and queues warm, as a standing fleet's are.
+    await execa('node', [TASKER, 'send', one, '--workdir', work], { env: workers.env });
+    await execa('node', [SEED, 'tasker', broker.url, seed.queue, one]);
+    await execa('node', [FLOOR, 'tasker', broker.url, floorQueue, one]);
     for (let round = 0; round < ROUNDS; round++) {
-      const run = `bench-${process.pid}-${prefetch}-${round}`;
-      const args = ['run', jobs, '--workdir', work, '--run-id', run];
-      warren.push(await seconds(() => execa('node', [TASKER, ...args], { env })));
-      if (withFloor)
-        floor.push(
-          await seconds(() => execa('node', [FLOOR, 'tasker', broker.url, floorQueue, jobs])),
-        );
+      const run = `bench-${process.pid}-${round}`;
+      const args = [TASKER, 'run', jobs, '--workdir', work, '--run-id', run];
+      const label = `[broker ${round + 1}/${ROUNDS}]`;
+      warren.push(await timedTasker(`warren ${label}`, args, workers.env, workers.pids));
+      seeds.push(
+        await timedTasker(
+          `seed ${label}`,
+          [SEED, 'tasker', broker.url, seed.queue, jobs],
+          {},
+          seed.pids,
+        ),
+      );
+      floor.push(
+        await seconds(() => execa('node', [FLOOR, 'tasker', broker.url, floorQueue, jobs])),
+      );
       baseline.push(await xargs(jobs, work));
     }
   } finally {
-    for (const worker of workers) worker.kill('SIGTERM');
-    await Promise.all(workers);
-    await deleteQueue(broker.url, queue);
-    if (withFloor) await deleteQueue(broker.url, floorQueue);
+    await workers.stop();
+    await seed.stop();
+    await floorWorkers.stop();
   }
+  const w = median(warren);
+  const s = median(seeds);
   const b = median(baseline);
-  const rows: Row[] = [
+  return [
     {
-      case: `2,000 x \`true\` through RabbitMQ, 2 workers${withFloor ? `, --prefetch ${prefetch}` : ' (default prefetch 1)'}`,
-      warren: median(warren),
+      case: '2,000 x `true` through RabbitMQ, 2 workers of 1 slot, default settings, whole run',
+      warren: w,
       baseline: b,
       unit: 's',
-      target: withFloor ? '<= 1.4x xargs -P 2' : 'reported',
-      ok: withFloor ? median(warren) / b <= 1.4 : true,
+      target: '<= 1.5x xargs -P 2',
+      ok: w / b <= 1.5,
     },
-  ];
-  if (withFloor)
-    rows.push({
-      case: `floor: the same flow in bare amqplib (quorum queues, confirms, ack after result; nothing else), --prefetch ${prefetch}`,
+    {
+      case: "the seed: asreview-cloud's flow in bare amqplib (classic queue, no confirms, prefetch 1, a fresh sh per task), 2 workers",
+      warren: s,
+      baseline: b,
+      unit: 's',
+      target: 'reported',
+      ok: true,
+    },
+    {
+      case: "floor: Warren's flow in bare amqplib (quorum queues, confirms, ack after result; nothing else), 2 workers, prefetch 1",
       warren: median(floor),
       baseline: b,
       unit: 's',
       target: 'reported',
       ok: true,
-    });
-  return rows;
+    },
+    {
+      case: "Warren against the seed on the same 2,000 x `true`: speed-up (the seed's time / Warren's)",
+      warren: s / w,
+      baseline: null,
+      unit: 'x',
+      target: '>= 1.5x',
+      ok: s / w >= 1.5,
+    },
+  ];
 }
 
 /**
@@ -284,37 +384,35 @@ async function publishing(work: string, broker: TestBroker): Promise<Row[]> {
   }
 }
 
-/** A standing fleet of worker processes on a fresh queue, ready before the clock runs. */
+/**
+ * A standing fleet of worker processes on a fresh queue, ready before the clock runs, at default
+ * settings: each worker gets its name, the workdir and its slots, nothing else.
+ */
 async function fleet(
   work: string,
   broker: TestBroker,
   workers: number,
   concurrency: number,
-  prefetch = concurrency,
-): Promise<{ env: Record<string, string>; stop: () => Promise<void>; kill: (i: number) => void }> {
+): Promise<{
+  env: Record<string, string>;
+  pids: number[];
+  stop: () => Promise<void>;
+  kill: (i: number) => void;
+}> {
   const queue = `warren.bench.${randomBytes(3).toString('hex')}`;
   const env = { ...QUIET, RABBITMQ_URL: broker.url, WARREN_QUEUE: queue };
   await declareQueue(broker.url, queue);
   const processes = Array.from({ length: workers }, (_, i) =>
     execa(
       'node',
-      [
-        WORKER,
-        '--name',
-        `fleet${i + 1}`,
-        '--workdir',
-        work,
-        '--concurrency',
-        String(concurrency),
-        '--prefetch',
-        String(prefetch),
-      ],
+      [WORKER, '--name', `fleet${i + 1}`, '--workdir', work, '--concurrency', String(concurrency)],
       { env, reject: false },
     ),
   );
   await consumers(broker.url, queue, workers); // ready: every worker consumes
   return {
     env,
+    pids: processes.map((process) => process.pid ?? 0),
     kill: (i) => processes[i]?.kill('SIGKILL'),
     stop: async () => {
       for (const process of processes) process.kill('SIGTERM');
@@ -341,49 +439,166 @@ function ledgerLines(work: string, run: string): LedgerLine[] {
     .map((line) => JSON.parse(line) as LedgerLine);
 }
 
-/** 400 x `sleep 0.05` on 8 slots (2 workers x 4) through RabbitMQ: the phase next to 2.5 s. */
-async function sleepers(work: string, broker: TestBroker, prefetch = 4): Promise<Row> {
+/** A run's phase time from its ledger: from the first phase's start to the last phase's end. */
+function phaseSeconds(work: string, run: string): number {
+  const lines = ledgerLines(work, run);
+  const start = Date.parse(lines.find((line) => line.type === 'phase')?.at ?? '');
+  const end = Date.parse(lines.findLast((line) => line.type === 'phase-end')?.at ?? '');
+  return (end - start) / 1000;
+}
+
+/**
+ * 400 x `sleep 0.05` on 8 slots (2 workers x 4) through RabbitMQ at default settings: the phase
+ * next to 2.5 s, next to the seed on 8 worker processes and to `xargs -P 8`, in the same rounds.
+ */
+async function sleepers(work: string, broker: TestBroker): Promise<Row[]> {
   const ideal = (400 * 0.05) / 8;
-  writeFileSync(join(work, 'sleep.sh'), 'sleep 0.05\n'.repeat(400));
-  const workers = await fleet(work, broker, 2, 4, prefetch);
+  const jobs = join(work, 'sleep.sh');
+  writeFileSync(jobs, 'sleep 0.05\n'.repeat(400));
+  const workers = await fleet(work, broker, 2, 4);
+  const seed = await seedFleet(work, broker, 8);
   const phases: number[] = [];
+  const seeds: number[] = [];
+  // What starting 400 processes costs here anyway: the same file through `xargs -P 8`.
+  const xargs8: number[] = [];
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const run = `bench-sleep-${process.pid}-${prefetch}-${round}`;
-      await execa(
-        'node',
-        [TASKER, 'run', join(work, 'sleep.sh'), '--workdir', work, '--run-id', run],
-        {
-          env: workers.env,
-        },
+      const run = `bench-sleep-${process.pid}-${round}`;
+      const label = `[sleepers ${round + 1}/${ROUNDS}]`;
+      await timedTasker(
+        `warren ${label}`,
+        [TASKER, 'run', jobs, '--workdir', work, '--run-id', run],
+        workers.env,
+        workers.pids,
       );
-      const lines = ledgerLines(work, run);
-      const start = Date.parse(lines.find((line) => line.type === 'phase')?.at ?? '');
-      const end = Date.parse(lines.find((line) => line.type === 'phase-end')?.at ?? '');
-      phases.push((end - start) / 1000);
+      phases.push(phaseSeconds(work, run));
+      seeds.push(
+        await timedTasker(
+          `seed ${label}`,
+          [SEED, 'tasker', broker.url, seed.queue, jobs],
+          {},
+          seed.pids,
+        ),
+      );
+      xargs8.push(
+        await seconds(() =>
+          execa('xargs', ['-P', '8', '-I{}', 'sh', '-c', '{}'], { inputFile: jobs, cwd: work }),
+        ),
+      );
+    }
+  } finally {
+    await workers.stop();
+    await seed.stop();
+  }
+  const w = median(phases);
+  const s = median(seeds);
+  return [
+    {
+      case: `400 x \`sleep 0.05\`, 8 slots (2 workers x 4) through RabbitMQ, default settings, phase time (xargs -P 8: ${median(xargs8).toFixed(2)} s)`,
+      warren: w,
+      baseline: ideal,
+      unit: 's',
+      target: '<= 1.10x ideal 2.5 s',
+      ok: w / ideal <= 1.1,
+    },
+    {
+      case: 'the seed: the same file on 8 seed worker processes, whole run',
+      warren: s,
+      baseline: ideal,
+      unit: 's',
+      target: 'reported',
+      ok: true,
+    },
+    {
+      case: "Warren's phase time against the seed's whole run (8 processes)",
+      warren: w,
+      baseline: s,
+      unit: 's',
+      target: 'not slower than the seed (<= 1.00x)',
+      ok: w <= s,
+    },
+  ];
+}
+
+/**
+ * 20,000 distinct `true` lines on 2 workers of 1 slot at default settings: tasks a second over
+ * the whole tasker run, next to the seed on 2 worker processes, in the same rounds.
+ */
+async function rate(work: string, broker: TestBroker): Promise<Row> {
+  const count = 20_000;
+  const jobs = join(work, 'rate-true.sh');
+  writeFileSync(jobs, Array.from({ length: count }, (_, i) => `true ${i}`).join('\n'));
+  const workers = await fleet(work, broker, 2, 1);
+  const seed = await seedFleet(work, broker, 2);
+  const warren: number[] = [];
+  const seeds: number[] = [];
+  let recorded = count;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const run = `bench-rate-${process.pid}-${round}`;
+      const label = `[rate ${round + 1}/${ROUNDS}]`;
+      const elapsed = await timedTasker(
+        `warren ${label}`,
+        [TASKER, 'run', jobs, '--workdir', work, '--run-id', run],
+        workers.env,
+        workers.pids,
+      );
+      warren.push(count / elapsed);
+      const ends = ledgerLines(work, run).filter(
+        (line) => line.type === 'end' && line.state === 'succeeded',
+      );
+      recorded = Math.min(recorded, ends.length);
+      seeds.push(
+        count /
+          (await timedTasker(
+            `seed ${label}`,
+            [SEED, 'tasker', broker.url, seed.queue, jobs],
+            {},
+            seed.pids,
+          )),
+      );
+    }
+  } finally {
+    await workers.stop();
+    await seed.stop();
+  }
+  const w = median(warren);
+  return {
+    case: `20,000 x \`true\` on 2 workers of 1 slot, default settings, whole run, next to the seed on 2 workers (fewest recorded: ${recorded} of ${count})`,
+    warren: w,
+    baseline: median(seeds),
+    unit: 'tasks/s',
+    target: ">= 1,746/s (3x the previous design's 582/s)",
+    ok: w >= 1746 && recorded === count,
+  };
+}
+
+/** 80 x `sleep 2` on 8 slots (2 workers x 4) at default settings: the phase next to 20 s. */
+async function long(work: string, broker: TestBroker): Promise<Row> {
+  const ideal = (80 * 2) / 8;
+  const jobs = join(work, 'long-sleep.sh');
+  writeFileSync(jobs, 'sleep 2\n'.repeat(80));
+  const workers = await fleet(work, broker, 2, 4);
+  const phases: number[] = [];
+  try {
+    for (let round = 0; round < LONG_ROUNDS; round++) {
+      const run = `bench-long-${process.pid}-${round}`;
+      await execa('node', [TASKER, 'run', jobs, '--workdir', work, '--run-id', run], {
+        env: workers.env,
+      });
+      phases.push(phaseSeconds(work, run));
     }
   } finally {
     await workers.stop();
   }
   const w = median(phases);
-  // What starting 400 processes costs here anyway: the same file through `xargs -P 8`.
-  const xargs8: number[] = [];
-  for (let round = 0; round < ROUNDS; round++)
-    xargs8.push(
-      await seconds(() =>
-        execa('xargs', ['-P', '8', '-I{}', 'sh', '-c', '{}'], {
-          inputFile: join(work, 'sleep.sh'),
-          cwd: work,
-        }),
-      ),
-    );
   return {
-    case: `400 x \`sleep 0.05\`, 8 slots (2 workers x 4) through RabbitMQ, phase time${prefetch > 4 ? `, --prefetch ${prefetch}` : ''} (xargs -P 8: ${median(xargs8).toFixed(2)} s)`,
+    case: `80 x \`sleep 2\`, 8 slots (2 workers x 4) through RabbitMQ, default settings, phase time (${LONG_ROUNDS} round${LONG_ROUNDS === 1 ? '' : 's'}: BENCH_LONG_ROUNDS, default 1)`,
     warren: w,
     baseline: ideal,
     unit: 's',
-    target: prefetch > 4 ? '<= 1.05x ideal 2.5 s' : 'reported',
-    ok: prefetch > 4 ? w / ideal <= 1.05 : true,
+    target: '<= 1.05x ideal 20 s',
+    ok: w / ideal <= 1.05,
   };
 }
 
@@ -563,7 +778,6 @@ async function millionLines(work: string): Promise<Row[]> {
 }
 
 function print(rows: readonly Row[]): void {
-  const fmt = (value: number, unit: string) => `${value.toFixed(unit === 's' ? 2 : 0)} ${unit}`;
   const table = [
     ['case', 'warren', 'baseline', 'ratio', 'target', ''],
     ...rows.map((row) => [
@@ -595,8 +809,14 @@ try {
   );
   broker = await startTestBroker();
   console.log(`broker: ${broker.source}\n`);
-  // BENCH_ONLY=<regex> runs the cases whose key matches (keys: local, shell, broker,
-  // prefetch, sleepers, sleepers-prefetch, barrier, kill, slots, publish, lines, startup).
+  if (process.env.BENCH_CPU === '1') {
+    meter = CpuMeter.start(work, broker.url);
+    console.log(
+      `cpu: per run of the broker cases; broker = ${meter.broker.length} beam.smp process${meter.broker.length === 1 ? '' : 'es'} (${meter.broker.join(', ')})\n`,
+    );
+  }
+  // BENCH_ONLY=<regex> runs the cases whose key matches (keys: local, shell, broker, sleepers,
+  // rate, long, barrier, kill, slots, publish, lines, startup).
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   const cases: [string, () => Promise<Row | Row[]>][] = [
     ['local', () => localVersusXargs(work, '2,000 x `true`, 2 slots, local mode', 'true', 1.2)],
@@ -612,9 +832,9 @@ try {
         ),
     ],
     ['broker', () => brokerVersusXargs(work, broker as TestBroker)],
-    ['prefetch', () => brokerVersusXargs(work, broker as TestBroker, 8)],
     ['sleepers', () => sleepers(work, broker as TestBroker)],
-    ['sleepers-prefetch', () => sleepers(work, broker as TestBroker, 8)],
+    ['rate', () => rate(work, broker as TestBroker)],
+    ['long', () => long(work, broker as TestBroker)],
     ['barrier', () => barrier(work, broker as TestBroker)],
     ['kill', () => workerKilled(work, broker as TestBroker)],
     ['slots', () => manySlots(work, broker as TestBroker)],
