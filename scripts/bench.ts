@@ -15,8 +15,13 @@ import { CpuMeter, cpuLine } from './cpu.js';
 import { startTestBroker, type TestBroker } from './rabbitmqNode.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const TASKER = join(ROOT, 'dist', 'tasker', 'cli.js');
-const WORKER = join(ROOT, 'dist', 'worker', 'cli.js');
+/**
+ * The Warren measured: this checkout's build, or another's (`BENCH_WARREN=<a checkout>` whose
+ * `dist` is built), to set a build before a change beside the one after it with the same cases.
+ */
+const WARREN = resolve(process.env.BENCH_WARREN ?? ROOT);
+const TASKER = join(WARREN, 'dist', 'tasker', 'cli.js');
+const WORKER = join(WARREN, 'dist', 'worker', 'cli.js');
 const FLOOR = join(ROOT, 'dist', 'scripts', 'brokerFloor.js');
 const SEED = join(ROOT, 'dist', 'scripts', 'seedBaseline.js');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -849,7 +854,7 @@ try {
   }
   print(rows);
   // Only a full run replaces the committed figures.
-  if (!only) {
+  if (!only && WARREN === ROOT) {
     mkdirSync(join(ROOT, 'bench'), { recursive: true });
     writeFileSync(
       join(ROOT, 'bench', 'results.json'),
