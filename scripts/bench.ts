@@ -171,7 +171,13 @@ async function seedFleet(
   work: string,
   broker: TestBroker,
   count: number,
-): Promise<{ queue: string; pids: number[]; stop: () => Promise<void> }> {
+): Promise<{
+  queue: string;
+  pids: number[];
+  stop: () => Promise<void>;
+  /** Runs the seed's tasker on `jobs` to its end, timed (and metered, with BENCH_CPU). */
+  run: (label: string, jobs: string) => Promise<number>;
+}> {
   const queue = `warren.bench.${randomBytes(3).toString('hex')}.seed`;
   await declareSeedQueue(broker.url, queue);
   const fleet = await baselineFleet(
@@ -181,7 +187,9 @@ async function seedFleet(
     [SEED, 'worker', broker.url, queue],
     work,
   );
-  return { queue, ...fleet };
+  const run = (label: string, jobs: string) =>
+    timedTasker(`seed ${label}`, [SEED, 'tasker', broker.url, queue, jobs], {}, fleet.pids);
+  return { queue, ...fleet, run };
 }
 
 /**
@@ -242,14 +250,7 @@ async function brokerVersusXargs(work: string, broker: TestBroker): Promise<Row[
       const args = [TASKER, 'run', jobs, '--workdir', work, '--run-id', run];
       const label = `[broker ${round + 1}/${ROUNDS}]`;
       warren.push(await timedTasker(`warren ${label}`, args, workers.env, workers.pids));
-      seeds.push(
-        await timedTasker(
-          `seed ${label}`,
-          [SEED, 'tasker', broker.url, seed.queue, jobs],
-          {},
-          seed.pids,
-        ),
-      );
+      seeds.push(await seed.run(label, jobs));
       floor.push(
         await seconds(() => execa('node', [FLOOR, 'tasker', broker.url, floorQueue, jobs])),
       );
@@ -477,14 +478,7 @@ async function sleepers(work: string, broker: TestBroker): Promise<Row[]> {
         workers.pids,
       );
       phases.push(phaseSeconds(work, run));
-      seeds.push(
-        await timedTasker(
-          `seed ${label}`,
-          [SEED, 'tasker', broker.url, seed.queue, jobs],
-          {},
-          seed.pids,
-        ),
-      );
+      seeds.push(await seed.run(label, jobs));
       xargs8.push(
         await seconds(() =>
           execa('xargs', ['-P', '8', '-I{}', 'sh', '-c', '{}'], { inputFile: jobs, cwd: work }),
@@ -553,15 +547,7 @@ async function rate(work: string, broker: TestBroker): Promise<Row> {
         (line) => line.type === 'end' && line.state === 'succeeded',
       );
       recorded = Math.min(recorded, ends.length);
-      seeds.push(
-        count /
-          (await timedTasker(
-            `seed ${label}`,
-            [SEED, 'tasker', broker.url, seed.queue, jobs],
-            {},
-            seed.pids,
-          )),
-      );
+      seeds.push(count / (await seed.run(label, jobs)));
     }
   } finally {
     await workers.stop();
