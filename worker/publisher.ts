@@ -10,8 +10,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ALIVE_FOR = 30_000;
 
 /**
- * Results gathered into one message, at most about this many bytes of them (a message is read
- * up to 2 MiB; escaping can make a tail's bytes several times longer in JSON).
+ * Results put in one message, at most about this many bytes of them (a message is read up to
+ * 2 MiB; escaping can make a tail's bytes several times longer in JSON).
  */
 const GROUP_BYTES = 256 * 1024;
 
@@ -22,13 +22,6 @@ const sizeOf = (result: TaskResult) =>
   result.stderrTail.length +
   (result.spawned?.join('').length ?? 0);
 
-/** Results of one run gathered to go in one message, and who waits for its confirm. */
-interface Group {
-  readonly results: TaskResult[];
-  size: number;
-  done: (sent: boolean) => void;
-  sent: Promise<boolean>;
-}
 
 /**
  * A worker's side of the results: publishes each result with a publisher confirm (waiting out
@@ -41,8 +34,6 @@ export class ResultPublisher {
   private readonly returned = new Set<string>();
   private readonly alive = new Map<string, number>();
   private readonly asking = new Map<string, Promise<boolean>>();
-  /** Results being gathered, per results queue, until the end of this turn of the loop. */
-  private readonly gathering = new Map<string, Group>();
   private checker: Promise<Channel> | undefined;
   /** Set when the worker gave up on the broker: results waiting to be published never will be. */
   private gaveUp = false;
@@ -172,38 +163,26 @@ export class ResultPublisher {
   }
 
   /**
-   * Publishes results of one run, gathered with the others handed over in the same turn of
-   * the event loop into as few messages as fit (`warren.results`), and waits for the broker's
-   * confirm, across reconnects. Returns false when the run's results queue is gone.
+   * Publishes the results of one delivery (a batch's) in as few messages as fit (one
+   * `warren.results` message, unless their tails are large), and waits for the broker's
+   * confirms, across reconnects. One result goes as a `warren.result` message: a client that
+   * sends single tasks only ever reads single results. Returns false when the run's results
+   * queue is gone.
    */
-  results(results: readonly TaskResult[], replyTo: string): Promise<boolean> {
-    let group = this.gathering.get(replyTo);
-    const size = results.reduce((sum, result) => sum + sizeOf(result), 0);
-    if (group && group.size + size > GROUP_BYTES) {
-      this.gathering.delete(replyTo);
-      this.send(group, replyTo);
-      group = undefined;
+  async results(results: readonly TaskResult[], replyTo: string): Promise<boolean> {
+    const groups: TaskResult[][] = [];
+    let size = Number.POSITIVE_INFINITY;
+    for (const result of results) {
+      const bytes = sizeOf(result);
+      if (size + bytes > GROUP_BYTES) {
+        groups.push([]);
+        size = 0;
+      }
+      groups[groups.length - 1]?.push(result);
+      size += bytes;
     }
-    if (!group) {
-      const made: Group = { results: [], size: 0, done: () => {}, sent: Promise.resolve(false) };
-      made.sent = new Promise<boolean>((resolve) => {
-        made.done = resolve;
-      });
-      group = made;
-      this.gathering.set(replyTo, made);
-      setImmediate(() => {
-        if (this.gathering.get(replyTo) !== made) return;
-        this.gathering.delete(replyTo);
-        this.send(made, replyTo);
-      });
-    }
-    group.results.push(...results);
-    group.size += size;
-    return group.sent;
-  }
-
-  private send(group: Group, replyTo: string): void {
-    void this.publish(group.results, replyTo).then(group.done, () => group.done(false));
+    const sent = await Promise.all(groups.map((group) => this.publish(group, replyTo)));
+    return sent.every(Boolean);
   }
 
   private async publish(results: readonly TaskResult[], replyTo: string): Promise<boolean> {

@@ -12,7 +12,10 @@ export const MAX_BATCH_SIZE = 64;
 const PROBE_TASKS = 16;
 /** Results of a phase it takes to size its batches. */
 const PROBE_RESULTS = 4;
-/** With no results this long after its first task, a phase's tasks are long: one to a message. */
+/**
+ * With no results this long after workers took its first tasks, a phase's tasks are long: one
+ * to a message.
+ */
 const PROBE_WAIT_MS = 1000;
 /** How much each new duration moves a phase's running mean. */
 const WEIGHT = 0.1;
@@ -24,8 +27,10 @@ interface PhaseShape {
   meanMs: number;
   /** Tasks handed over and not seen ending (while probing). */
   out: number;
-  /** When its first task was handed over. */
-  readonly since: number;
+  /** When its first task was handed over, or the probe last found some still in the queue. */
+  since: number;
+  /** Its first tasks ran longer than the probe waits: the rest go one to a message, at once. */
+  long: boolean;
   /** Batch size said last (0: none yet), so that going from one to many is said once. */
   said: number;
   /** Its durations came from earlier sessions of the run, not from this one's results. */
@@ -37,12 +42,18 @@ export interface BatcherOptions {
   readonly publish: (tasks: readonly TaskMessage[]) => Promise<void>;
   /** Largest batch; 1 publishes every task on its own. @defaultValue MAX_BATCH_SIZE */
   readonly maxSize?: number | undefined;
+  /**
+   * Messages waiting in the task queue (undefined: not known). While a phase's first tasks
+   * wait there, no worker has them yet, and their results being late says nothing of them.
+   */
+  readonly waiting?: () => Promise<number | undefined>;
   readonly log: Logger;
 }
 
 /**
  * Gathers a phase's tasks into batches when they are short: unless an earlier session of the
- * run timed them (`expect`), the first tasks of a phase go one to a message (at most PROBE_TASKS awaiting results, for at most PROBE_WAIT_MS); their
+ * run timed them (`expect`), the first tasks of a phase go one to a message (at most
+ * PROBE_TASKS awaiting results, until workers have had them for PROBE_WAIT_MS); their
  * durations then size the batches, BATCH_WORK_MS of work each, from 1 (long tasks) to
  * MAX_BATCH_SIZE. A batch goes out when it is full, or as soon as nobody hands over more tasks
  * in this turn of the event loop (a serial step, a retry, the end of a phase).
@@ -143,7 +154,15 @@ export class Batcher {
   private shapeOf(phase: string): PhaseShape {
     let shape = this.phases.get(phase);
     if (!shape) {
-      shape = { results: 0, meanMs: 0, out: 0, since: Date.now(), said: 0, earlier: false };
+      shape = {
+        results: 0,
+        meanMs: 0,
+        out: 0,
+        since: Date.now(),
+        long: false,
+        said: 0,
+        earlier: false,
+      };
       this.phases.set(phase, shape);
     }
     return shape;
@@ -151,18 +170,26 @@ export class Batcher {
 
   /**
    * While a phase's tasks are not known, waits with PROBE_TASKS of them out until enough
-   * results come, or until PROBE_WAIT_MS have passed since its first (its tasks are long: the
-   * rest go one to a message, at once).
+   * results come, or until PROBE_WAIT_MS have passed with none of them left in the task queue
+   * (workers have them: its tasks are long, and the rest go one to a message, at once). While
+   * some still wait in the queue (no worker is free, or none started yet) it waits on.
    */
   private async probing(shape: PhaseShape): Promise<void> {
     while (
       this.maxSize > 1 &&
+      !shape.long &&
       shape.results < PROBE_RESULTS &&
-      shape.out >= PROBE_TASKS &&
-      Date.now() - shape.since < PROBE_WAIT_MS
+      shape.out >= PROBE_TASKS
     ) {
+      const left = PROBE_WAIT_MS - (Date.now() - shape.since);
+      if (left <= 0) {
+        const waiting = await this.options.waiting?.().catch(() => undefined);
+        if (waiting !== undefined && waiting > 0) shape.since = Date.now();
+        else shape.long = true;
+        continue;
+      }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, PROBE_WAIT_MS - (Date.now() - shape.since));
+        const timer = setTimeout(resolve, left);
         this.waiters.push(() => {
           clearTimeout(timer);
           resolve();

@@ -77,6 +77,11 @@ export class RabbitTransport implements Transport {
     this.batcher = new Batcher({
       publish: (tasks) => this.publisher.submit(tasks, () => this.failure),
       maxSize: options.batchSize,
+      waiting: () =>
+        this.view().then(
+          (view) => view.ready,
+          () => undefined,
+        ),
       log: options.log,
     });
     this.results = new ResultsReader(

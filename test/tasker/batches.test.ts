@@ -62,6 +62,21 @@ describe('short tasks through RabbitMQ', () => {
     expect(logs.stdout.trim()).toBe('out-250');
   });
 
+  it('a phase started before any worker is up still goes in batches once workers come', async () => {
+    write(
+      'jobs.sh',
+      Array.from({ length: 200 }, (_, i) => `echo ${i}`),
+    );
+    await declareTaskQueue(queue);
+    const run = tasker(['run', 'jobs.sh', '--run-id', 'late'], { cwd: dir, env: env() });
+    // Longer than the probe's wait: its first tasks sit in the queue, which says nothing of them.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    workers.push(...startWorkers(2, { cwd: dir, queue }));
+    const result = await run;
+    expect(result.exitCode).toBe(0);
+    expect(batchSizeSaid(result.stderr)).toBeGreaterThan(1);
+  });
+
   it('a resumed run sizes its batches from its earlier sessions, from the first task', async () => {
     // Half the tasks fail until `ok` exists; the resume runs them again, knowing how long they take.
     write(
