@@ -22,7 +22,6 @@ const sizeOf = (result: TaskResult) =>
   result.stderrTail.length +
   (result.spawned?.join('').length ?? 0);
 
-
 /**
  * A worker's side of the results: publishes each result with a publisher confirm (waiting out
  * reconnects), sends started notices and leases, and knows which runs' results queues still exist.
