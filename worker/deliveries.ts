@@ -7,46 +7,12 @@ import type { TaskMessage, TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
 import { NAMES } from '../shared/topology.js';
 import { decodeTasks } from '../shared/wire.js';
+import { type Delivery, type Job, newDelivery, safely, settleDelivery } from './delivery.js';
 import type { InflightMarkers } from './inflight.js';
 import { Leases } from './leases.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ResultPublisher } from './publisher.js';
 import type { Recent } from './recent.js';
-
-/** A message of the task queue with the worker: one task, or a batch of them. */
-interface Delivery {
-  readonly message: Message;
-  readonly channel: Channel;
-  readonly replyTo: string;
-  /** Its jobs not through `ended` yet; it is settled when none is left. */
-  open: number;
-  /** Results of its jobs that ended, published together once all have. */
-  readonly results: TaskResult[];
-  /** A job of it was stopped by our shutdown, or never started: it goes back to the queue. */
-  handBack: boolean;
-  /** The broker took it back while a task of it ran (consumer_timeout). */
-  lost: boolean;
-  /** When it came, in ms since the epoch, and whether a job of it started. */
-  readonly at: number;
-  started: boolean;
-  /** Resolves once it is settled (results published, acknowledged or handed back). */
-  readonly settled: Promise<void>;
-  readonly settle: () => void;
-}
-
-/** One task a slot runs (or will), and the delivery it came in. */
-interface Job {
-  readonly task: TaskMessage & { replyTo: string };
-  readonly delivery: Delivery;
-  /** Why the broker took it back while it ran (consumer_timeout), when it did. */
-  lost?: string;
-  /** When the task started, in ms since the epoch. */
-  startedAt?: number;
-  /** Its in-flight marker, removed once the task ended. */
-  marker?: string | undefined;
-  /** Tells the tasker the task started, if it runs long enough. */
-  notice?: NodeJS.Timeout;
-}
 
 /** What the worker's deliveries need from the rest of the worker. */
 export interface DeliveriesOptions {
@@ -87,15 +53,6 @@ function firstLine(command: string): string {
   return line.length > 120 ? `${line.slice(0, 117)}...` : line;
 }
 
-/** Runs a channel operation that may find the channel closed; a closed channel needs nothing more. */
-function safely(operation: () => unknown): void {
-  try {
-    operation();
-  } catch {
-    // the channel is gone: the broker has requeued its deliveries
-  }
-}
-
 /**
  * A worker's deliveries, from the consumer to the acknowledgement: refuses what it cannot read
  * or trust (dead-lettered), drops what is done or cancelled, runs each task of the rest on the
@@ -127,11 +84,6 @@ export class Deliveries {
   /** Slots running a task now (the metrics' busy slots). */
   get running(): number {
     return this.pool.running;
-  }
-
-  /** Slots in all. */
-  get slots(): number {
-    return this.pool.size;
   }
 
   /** When the longest-running task started (ms since the epoch), if any runs. */
@@ -187,23 +139,7 @@ export class Deliveries {
       this.options.released?.(channel, message);
       return;
     }
-    let settle = () => {};
-    const settled = new Promise<void>((resolve) => {
-      settle = resolve;
-    });
-    const delivery: Delivery = {
-      message,
-      channel,
-      replyTo,
-      open: runnable.length,
-      results: [],
-      handBack: false,
-      lost: false,
-      at: Date.now(),
-      started: false,
-      settled,
-      settle,
-    };
+    const delivery = newDelivery(message, channel, replyTo, runnable.length);
     this.open.add(delivery);
     for (const task of runnable) {
       const job: Job = { task: { ...task, replyTo }, delivery };
@@ -435,41 +371,9 @@ export class Deliveries {
     const delivery = job.delivery;
     if (--delivery.open > 0) return;
     this.open.delete(delivery);
-    void this.settle(delivery).finally(() => {
+    void settleDelivery(delivery, this.options).finally(() => {
       delivery.settle();
       this.options.settled?.(Date.now() - delivery.at);
     });
-  }
-
-  /**
-   * Publishes the results of a delivery's tasks in one message with a confirm, then
-   * acknowledges the delivery, or hands it back to the queue when a task of it did not end
-   * here (a batch of which some ran runs again elsewhere, whole: the tasker drops the results
-   * it has already).
-   */
-  private async settle(delivery: Delivery): Promise<void> {
-    const { publisher, recent, isCurrent, log } = this.options;
-    const { message, channel, results } = delivery;
-    try {
-      if (results.length > 0 && (await publisher.results(results, delivery.replyTo)))
-        for (const result of results) recent.rememberResult(result);
-    } catch (error) {
-      log.error({ err: error }, `could not publish results: ${describeSystemError(error)}`);
-      delivery.handBack = true;
-    }
-    if (!isCurrent(channel) || delivery.lost) {
-      // The channel this delivery came on is gone: the broker gave it back to the queue, and
-      // whoever gets it next sees its results are already in (the tasker drops the duplicate).
-      if (results.length > 0)
-        log.info(
-          'the broker took a delivery back while its tasks ran; their results are published all the same',
-        );
-    } else if (delivery.handBack) {
-      // nack does not count toward the delivery limit on RabbitMQ 4.3+; before, it does.
-      safely(() => channel.nack(message, false, true));
-    } else {
-      safely(() => channel.ack(message));
-    }
-    this.options.released?.(channel, message);
   }
 }
