@@ -76,7 +76,8 @@ export class RabbitTransport implements Transport {
     });
     this.batcher = new Batcher({
       publish: (tasks) => this.publisher.submit(tasks, () => this.failure),
-      maxSize: options.batchSize,
+      // Results left for `tasker collect` are never read here: nothing would size a batch.
+      maxSize: options.leaveResults ? 1 : options.batchSize,
       waiting: () =>
         this.view().then(
           (view) => view.ready,
