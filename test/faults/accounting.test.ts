@@ -73,9 +73,10 @@ const said = (stderr: string, pattern: RegExp) =>
 describe('faults: the barrier accounts for every task', () => {
   for (const action of ['purge_queue', 'delete_queue'] as const) {
     it(`the task queue emptied with rabbitmqctl ${action} mid-phase: its tasks run again, each recorded once`, async () => {
-      jobs(20, (i) => `echo ${i} >> done.txt`);
+      // Fewer than a phase's first tasks, which go one to a message: all of them wait queued.
+      jobs(12, (i) => `echo ${i} >> done.txt`);
       const running = tasker(['run', 'jobs.sh', '--run-id', action], { cwd: dir, env: env() });
-      await waitFor(async () => (await queueDepth(queue)) === 20, 30_000, '20 tasks queued');
+      await waitFor(async () => (await queueDepth(queue)) === 12, 30_000, '12 tasks queued');
       await operator(action, queue);
       workers.push(worker(['--name', 'w1'], { cwd: dir, env: env() }));
       const result = await running;
@@ -83,10 +84,10 @@ describe('faults: the barrier accounts for every task', () => {
       const lines = said(result.stderr, /vanished from/);
       expect(lines).toHaveLength(1);
       expect(lines[0]?.msg).toContain(
-        `20 tasks of phase phase1 vanished from ${queue} (${action === 'purge_queue' ? 'purged or deleted?' : 'deleted'}); publishing them again - use tasker cancel to stop a run`,
+        `12 tasks of phase phase1 vanished from ${queue} (${action === 'purge_queue' ? 'purged or deleted?' : 'deleted'}); publishing them again - use tasker cancel to stop a run`,
       );
-      expect(new Set(linesOf(dir, 'done.txt')).size).toBe(20);
-      const { lost, twice } = expectAllOnce(action, 20);
+      expect(new Set(linesOf(dir, 'done.txt')).size).toBe(12);
+      const { lost, twice } = expectAllOnce(action, 12);
       // Published again as a new attempt that uses up none of the task's retries.
       const ends = endsOf(ledgerOf(join(dir, '.warren'), action));
       expect(ends.every((end) => end.attempt === 2 && end.state === 'succeeded')).toBe(true);
@@ -98,6 +99,37 @@ describe('faults: the barrier accounts for every task', () => {
       });
     });
   }
+
+  it('the task queue purged while batches of short tasks wait in it: each of their tasks runs again, recorded once', async () => {
+    jobs(600, (i) => `echo ${i} >> done.txt`);
+    const w1 = worker(['--name', 'w1', '--concurrency', '1'], { cwd: dir, env: env() });
+    workers.push(w1);
+    const running = tasker(['run', 'jobs.sh', '--run-id', 'batches'], { cwd: dir, env: env() });
+    // Past the phase's first tasks: the rest travel in batches. Freeze the worker with
+    // batches queued behind what it holds, and purge them.
+    await waitFor(() => linesOf(dir, 'done.txt').length >= 40, 30_000, 'the first tasks done');
+    w1.kill('SIGSTOP');
+    await waitFor(async () => (await queueDepth(queue)) >= 2, 30_000, 'batches queued');
+    const messages = await queueDepth(queue);
+    await operator('purge_queue', queue);
+    w1.kill('SIGCONT');
+    const result = await running;
+    expect(result.exitCode).toBe(0);
+    expect(said(result.stderr, /publishing them in batches|to a message/).length).toBeGreaterThan(0);
+    const lines = said(result.stderr, /vanished from/);
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    // Counted in tasks, not in messages.
+    const vanished = lines.reduce((sum, line) => sum + Number(/^(\d+) tasks?/.exec(line.msg)?.[1]), 0);
+    expect(vanished).toBeGreaterThan(messages);
+    expect(new Set(linesOf(dir, 'done.txt')).size).toBe(600);
+    const { lost, twice } = expectAllOnce('batches', 600);
+    count({
+      tasksRun: linesOf(dir, 'done.txt').length,
+      tasksLost: lost.length,
+      recordedTwice: twice.length,
+      queuesEmptied: 1,
+    });
+  });
 
   it('results deleted from the results queue before the tasker read them: those tasks run again', async () => {
     jobs(4, (i) => `echo ${i} >> started.txt; sleep 0.5; echo ${i} >> done.txt`);

@@ -107,8 +107,11 @@ describe('faults: workers', () => {
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ command: poison, failure: 'lost', final: true, attempt: 1 });
     expect(failed[0]?.reason).toMatch(/delivered 3 times and never finished/);
-    // Three deliveries, three dead workers, all started again; no crash loop beyond that.
-    expect(fleet.reduce((sum, member) => sum + member.restarts, 0)).toBe(3);
+    // Three deliveries, three dead workers, all started again; no crash loop beyond that. (The
+    // last death can come after the tasker has heard of it from the broker: wait for it.)
+    const deaths = () => fleet.reduce((sum, member) => sum + member.restarts, 0);
+    await waitFor(() => deaths() >= 3, 10_000, 'three workers dead');
+    expect(deaths()).toBe(3);
     expect(linesOf(dir, 'done.txt').sort()).toEqual(['0', '1', '2', '3', '4', '5']);
     expect(await queueDepth(queue)).toBe(0);
     count({ tasksRun: 9, workersKilled: 3, poisonIsolated: 1 });
