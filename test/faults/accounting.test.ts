@@ -115,11 +115,16 @@ describe('faults: the barrier accounts for every task', () => {
     w1.kill('SIGCONT');
     const result = await running;
     expect(result.exitCode).toBe(0);
-    expect(said(result.stderr, /publishing them in batches|to a message/).length).toBeGreaterThan(0);
+    expect(said(result.stderr, /publishing them in batches|to a message/).length).toBeGreaterThan(
+      0,
+    );
     const lines = said(result.stderr, /vanished from/);
     expect(lines.length).toBeGreaterThanOrEqual(1);
     // Counted in tasks, not in messages.
-    const vanished = lines.reduce((sum, line) => sum + Number(/^(\d+) tasks?/.exec(line.msg)?.[1]), 0);
+    const vanished = lines.reduce(
+      (sum, line) => sum + Number(/^(\d+) tasks?/.exec(line.msg)?.[1]),
+      0,
+    );
     expect(vanished).toBeGreaterThan(messages);
     expect(new Set(linesOf(dir, 'done.txt')).size).toBe(600);
     const { lost, twice } = expectAllOnce('batches', 600);
