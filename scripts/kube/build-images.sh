@@ -3,13 +3,16 @@
 #   scripts/kube/build-images.sh [--tag TAG] [--push REGISTRY | --minikube]
 # Tags: warren-tasker:TAG and warren-worker:TAG (default TAG: the package version), or
 # REGISTRY/warren-tasker:TAG with --push. Your study's images build FROM these
-# (examples/worker-image). The overlays name the same tags: keep them in step.
+# (examples/worker-image). manifests/base and the plain manifests name the default tag (a test
+# holds them to package.json); the minikube overlay names `dev`.
 set -eu
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
 cd "$(dirname "$0")/../.."
-tag="$(node -p "require('./package.json').version" 2>/dev/null || echo dev)"
+# The default tag is the one the plain manifests and the base name: the package version.
+tag="$(node -p "require('./package.json').version" 2>/dev/null)" \
+  || die "cannot read the version in package.json (is node on PATH?); give one with --tag" 3
 registry=""
 minikube=""
 while [ $# -gt 0 ]; do

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Sets the number of worker pods:  scripts/kube/scale.sh N
-# (the same as `replicas` in manifests/worker.yml; with the keda component, KEDA sets it instead).
+# (the same as `replicas` in manifests/30-workers.yml; with the keda component, KEDA sets it instead).
 set -eu
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"

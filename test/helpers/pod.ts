@@ -32,7 +32,8 @@ export interface ContainerLaunch {
  * Works out how Kubernetes would start `container` of `pod` from `image`: its command from the
  * image's ENTRYPOINT and CMD and the container's `command`/`args` (Kubernetes' rules), its
  * environment from the image, `env` and `envFrom` (secrets and downward-API fields resolved, as
- * the kubelet would), with the container's mount paths mapped onto the world's directories.
+ * the kubelet would), with the container's mount paths mapped onto the world's directories
+ * (a `subPath` mount onto that entry of its volume's directory).
  * Throws what the kubelet would refuse: a missing secret or key, an unknown field, an unmounted
  * volume.
  */
@@ -47,7 +48,8 @@ export function launchOf(
       throw new Error(`mount ${mount.mountPath}: the pod has no volume ${mount.name}`);
     const dir = world.volumes[mount.name];
     if (!dir) throw new Error(`volume ${mount.name}: the test gives it no directory`);
-    return [mount.mountPath, dir];
+    // A subPath mount puts one entry of the volume at the mount path (a ConfigMap's key, say).
+    return [mount.mountPath, mount.subPath ? join(dir, mount.subPath) : dir];
   });
   mounts.sort(([a], [b]) => b.length - a.length);
   const mapPath = (path: string): string => {
@@ -117,7 +119,9 @@ export function launchOf(
     words.splice(0, 2);
   }
   const [name, ...args] = words;
-  const program = name ? whichInImage(image, name) : undefined;
+  // A program at a mounted path is the volume's (a ConfigMap mounted over the image's script).
+  const mounted = name?.startsWith('/') && mapPath(name) !== name ? mapPath(name) : undefined;
+  const program = mounted ?? (name ? whichInImage(image, name) : undefined);
   if (!program) throw new Error(`${image.file}: \`${name}\` is not in the image`);
 
   // The image's own programs (its links in bin directories), then the stand-ins, then this

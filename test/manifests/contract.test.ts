@@ -2,9 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
+import { render } from '../../scripts/plainManifests.js';
 import { freePort } from '../helpers/broker.js';
-import { ROOT, tempDir } from '../helpers/cli.js';
+import { FIXTURES, ROOT, tempDir } from '../helpers/cli.js';
 import { brokerUrl, deleteQueues, testQueue } from '../helpers/fleet.js';
 import { readImage } from '../helpers/image.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
@@ -14,7 +14,7 @@ import { launchOf, type PodWorld, startContainer } from '../helpers/pod.js';
 const CONTROLLER_UID = "metadata.labels['batch.kubernetes.io/controller-uid']";
 const STUDY = join(ROOT, 'examples', 'makita');
 
-/** The secrets the docs tell people to have: the operator's default user, the signing key. */
+/** The secrets the docs tell people to have: the operator's default user, the signing key, S3. */
 function secrets(): PodWorld['secrets'] {
   const url = new URL(brokerUrl());
   return {
@@ -25,6 +25,15 @@ function secrets(): PodWorld['secrets'] {
       password: decodeURIComponent(url.password),
     },
     'warren-signing-key': { key: randomBytes(24).toString('hex') },
+    // The cloud overlays' S3 settings (nothing here uploads).
+    'warren-s3': {
+      S3_ENDPOINT_URL: 'http://127.0.0.1:9',
+      S3_REGION_NAME: 'eu-west-1',
+      S3_AWS_ACCESS_KEY_ID: 'warren',
+      S3_AWS_SECRET_ACCESS_KEY: randomBytes(12).toString('hex'),
+      S3_BUCKET: 'my-study',
+      S3_PREFIX: '',
+    },
   };
 }
 
@@ -49,7 +58,7 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
     return found;
   };
   const deployment = byName(base, 'Deployment', 'warren-worker');
-  const job = byName(base, 'Job', 'warren-tasker');
+  const run = rendered('base/run');
   const workerImage = readImage('Dockerfile.worker');
   const taskerImage = readImage('Dockerfile.tasker');
   const queue = testQueue();
@@ -88,14 +97,22 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
     );
   }
 
-  /** One pod of the tasker Job with the given UID. */
-  function taskerPod(uid: string, data: string) {
-    const pod = job.spec.template.spec;
-    const tmp = join(scratch.dir, `tasker-${randomBytes(3).toString('hex')}`);
+  /** One pod of the tasker Job with the given UID, its script from the ConfigMap as rendered. */
+  function taskerPod(uid: string, data: string, objects: K8sObject[] = run) {
+    const pod = byName(objects, 'Job', 'warren-tasker').spec.template.spec;
+    const script = byName(objects, 'ConfigMap', 'warren-tasker-script');
+    const own = join(scratch.dir, `tasker-${randomBytes(3).toString('hex')}`);
+    const tmp = join(own, 'tmp');
+    const scriptDir = join(own, 'tasker-script');
     mkdirSync(tmp, { recursive: true });
+    mkdirSync(scriptDir);
+    // As the kubelet writes a ConfigMap volume: each key a file, with the volume's defaultMode.
+    const volume = pod.volumes.find((v: K8sObject) => v.configMap?.name === script.metadata.name);
+    for (const [key, text] of Object.entries(script.data as Record<string, string>))
+      writeFileSync(join(scriptDir, key), text, { mode: volume.configMap.defaultMode });
     return startContainer(
       launchOf(taskerImage, pod, pod.containers[0], {
-        volumes: { data, tmp },
+        volumes: { data, tmp, [volume.name]: scriptDir },
         secrets: signing,
         fields: { [CONTROLLER_UID]: uid },
         // The study a user's tasker image carries (FROM warren-tasker, COPY into /opt/study).
@@ -175,6 +192,17 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
       expect(exits.map((exit) => exit.exitCode)).toEqual(exits.map(() => 0));
     }
   }, 120_000);
+
+  it('the tasker Job runs your tasker.sh from its ConfigMap, not the image’s', async () => {
+    const data = join(scratch.dir, 'own-data');
+    mkdirSync(data);
+    const own = render(join(FIXTURES, 'kube', 'own-script')) as K8sObject[];
+    const uid = randomUUID();
+    const pod = await taskerPod(uid, data, own);
+    expect(pod.exitCode, pod.stderr).toBe(0);
+    expect(pod.stdout).toContain(`my own study, run ${uid}`);
+    expect(readFileSync(join(data, 'own-script.txt'), 'utf8').trim()).toBe(uid);
+  }, 30_000);
 
   it('the drain-mode worker Job starts with its flags, reports ready and stops on SIGTERM', async () => {
     const data = join(scratch.dir, 'drain-data');

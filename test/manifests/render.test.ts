@@ -10,9 +10,16 @@ import { Ajv } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { Namespace, PersistentVolume, PersistentVolumeClaim } from 'kubernetes-models/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import {
+  ConfigMap,
+  Namespace,
+  PersistentVolume,
+  PersistentVolumeClaim,
+} from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
-import { PLAIN, plainText, render } from '../../scripts/plainManifests.js';
+import { parseAllDocuments } from 'yaml';
+import { PLAIN, plainFiles, render, TASKER_SCRIPT } from '../../scripts/plainManifests.js';
 import { ENVIRONMENT } from '../../shared/config/environment.js';
 import { FIXTURES, ROOT } from '../helpers/cli.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
@@ -20,11 +27,17 @@ import { type K8sObject, rendered } from '../helpers/kube.js';
 const MANIFESTS = join(ROOT, 'manifests');
 const OVERLAYS = [
   'base',
+  'base/run',
   'overlays/minikube',
+  'overlays/minikube/run',
   'overlays/cloud',
+  'overlays/cloud/run',
   'overlays/cloud-drain',
   'overlays/cloud-keda-jobs',
 ];
+const VERSION = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;
 
 const rabbitmqCluster = new Ajv({ allErrors: true, strict: false }).compile(
   JSON.parse(readFileSync(join(FIXTURES, 'rabbitmqcluster.schema.json'), 'utf8')),
@@ -34,6 +47,8 @@ const rabbitmqCluster = new Ajv({ allErrors: true, strict: false }).compile(
 function validate(object: K8sObject): void {
   const models: Record<string, new (data: never) => { validate(): void }> = {
     'v1/Namespace': Namespace,
+    'v1/ConfigMap': ConfigMap,
+    'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
     'v1/PersistentVolume': PersistentVolume,
     'v1/PersistentVolumeClaim': PersistentVolumeClaim,
     'apps/v1/Deployment': Deployment,
@@ -67,7 +82,8 @@ function podSpecs(objects: readonly K8sObject[]): { owner: K8sObject; template: 
 describe('Kubernetes manifests', () => {
   it.each(OVERLAYS)('%s renders, and every object validates against its schema', (overlay) => {
     const objects = rendered(overlay);
-    expect(objects.length).toBeGreaterThan(3);
+    // A run is its script and its Job; the rest, at least the namespace, broker, claim and workers.
+    expect(objects.length).toBeGreaterThanOrEqual(overlay.endsWith('/run') ? 2 : 4);
     for (const object of objects) {
       expect(() => validate(object), `${object.kind} ${object.metadata?.name}`).not.toThrow();
       if (!['Namespace', 'PersistentVolume'].includes(object.kind))
@@ -179,13 +195,152 @@ describe('Kubernetes manifests', () => {
       expect(docs, `docs/kubernetes.md names ${secret}`).toContain(secret.split('/')[0] as string);
   });
 
-  it('keeps tasker.yml and worker.yml what the base renders', () => {
-    const base = rendered('base');
-    for (const plain of PLAIN) {
+  it('keeps the plain files what manifests/base and manifests/base/run render now', () => {
+    // The run's ConfigMap is made from a copy of the image's tasker.sh: the same script.
+    expect(
+      readFileSync(join(ROOT, TASKER_SCRIPT.copy), 'utf8'),
+      `${TASKER_SCRIPT.copy} drifted from ${TASKER_SCRIPT.source}: run node dist/scripts/plainManifests.js`,
+    ).toBe(readFileSync(join(ROOT, TASKER_SCRIPT.source), 'utf8'));
+    for (const { file, text } of plainFiles()) {
       expect(
-        readFileSync(join(MANIFESTS, plain.file), 'utf8'),
-        `${plain.file} drifted: run node dist/scripts/plainManifests.js`,
-      ).toBe(plainText(base, plain.kind, plain.header));
+        readFileSync(join(MANIFESTS, file), 'utf8'),
+        `${file} drifted: run npm run build && node dist/scripts/plainManifests.js`,
+      ).toBe(text);
     }
+  });
+
+  it('the plain files, applied in order, hold everything the base and a run make', () => {
+    const onDisk = PLAIN.map((plain) =>
+      parseAllDocuments(readFileSync(join(MANIFESTS, plain.file), 'utf8')).map(
+        (document) => document.toJSON() as K8sObject,
+      ),
+    );
+    const key = (object: K8sObject) => `${object.kind}/${object.metadata.name}`;
+    const shipped = onDisk.flat().map(key);
+    const made = [...rendered('base'), ...rendered('base/run')].map(key);
+    expect(shipped.toSorted()).toEqual(made.toSorted());
+    // Each file applies on its own once the ones before it have: the namespace comes first, and
+    // what a file's pods mount (the claim, the script) comes in an earlier file.
+    expect(onDisk[0]?.map(key)).toEqual(['Namespace/warren']);
+    const before = new Set<string>();
+    for (const objects of onDisk) {
+      for (const object of objects) {
+        if (object.kind !== 'Namespace')
+          expect(object.metadata.namespace, key(object)).toBe('warren');
+        for (const volume of object.spec?.template?.spec?.volumes ?? []) {
+          if (volume.persistentVolumeClaim)
+            expect(before, key(object)).toContain(
+              `PersistentVolumeClaim/${volume.persistentVolumeClaim.claimName}`,
+            );
+          if (volume.configMap)
+            expect(before, key(object)).toContain(`ConfigMap/${volume.configMap.name}`);
+        }
+      }
+      for (const object of objects) before.add(key(object));
+    }
+  });
+
+  it('names images by the tag scripts/kube/build-images.sh gives: the package version', () => {
+    const script = readFileSync(join(ROOT, 'scripts', 'kube', 'build-images.sh'), 'utf8');
+    expect(script).toContain(`require('./package.json').version`);
+    for (const plain of PLAIN) {
+      const text = readFileSync(join(MANIFESTS, plain.file), 'utf8');
+      for (const match of text.matchAll(/image: (warren-\w+)(:\S+)?/g))
+        expect(match[0], plain.file).toBe(`image: ${match[1]}:${VERSION}`);
+    }
+  });
+});
+
+describe('what the components and the run change', () => {
+  const byKind = (objects: readonly K8sObject[], kind: string, name: string) =>
+    objects.find((object) => object.kind === kind && object.metadata.name === name) as K8sObject;
+
+  it.each([
+    ['overlays/cloud', ['Deployment warren-worker']],
+    ['overlays/cloud-drain', ['Deployment warren-worker', 'Job warren-drain-workers']],
+    ['overlays/cloud-keda-jobs', ['Deployment warren-worker', 'ScaledJob warren-drain-workers']],
+    ['overlays/cloud/run', ['Job warren-tasker']],
+  ])('%s: S3 settings reach every container that runs Warren (%j)', (overlay, expected) => {
+    const workloads = podSpecs(rendered(overlay));
+    expect(workloads.map(({ owner }) => `${owner.kind} ${owner.metadata.name}`).toSorted()).toEqual(
+      expected.toSorted(),
+    );
+    for (const { owner, template } of workloads)
+      for (const container of template.spec.containers)
+        expect(container.envFrom, `${owner.kind} ${owner.metadata.name}`).toContainEqual({
+          secretRef: { name: 'warren-s3' },
+        });
+  });
+
+  it('with KEDA, the Deployment says no replicas: a re-apply leaves a scaled-out fleet alone', () => {
+    expect(byKind(rendered('base'), 'Deployment', 'warren-worker').spec.replicas).toBe(2);
+    const cloud = rendered('overlays/cloud');
+    expect(byKind(cloud, 'ScaledObject', 'warren-worker')).toBeTruthy();
+    expect(byKind(cloud, 'Deployment', 'warren-worker').spec).not.toHaveProperty('replicas');
+  });
+
+  it('KEDA replaces its worker Jobs gradually, and they are drain-mode workers', () => {
+    const scaled = byKind(
+      rendered('overlays/cloud-keda-jobs'),
+      'ScaledJob',
+      'warren-drain-workers',
+    );
+    expect(scaled.spec.rollout).toEqual({ strategy: 'gradual' });
+    const [worker] = scaled.spec.jobTargetRef.template.spec.containers;
+    expect(worker.args).toContain('--exit-when-idle=5m');
+    expect(scaled.spec.jobTargetRef.template.spec.restartPolicy).toBe('Never');
+  });
+
+  it('the tasker Job runs tasker.sh from a ConfigMap, and a node drain does not use up its retries', () => {
+    const run = rendered('base/run');
+    const job = byKind(run, 'Job', 'warren-tasker');
+    const pod = job.spec.template.spec;
+    const [tasker] = pod.containers;
+    const mount = tasker.volumeMounts.find(
+      (m: K8sObject) => m.mountPath === '/opt/warren/tasker.sh',
+    );
+    expect(mount).toMatchObject({ subPath: 'tasker.sh', readOnly: true });
+    const volume = pod.volumes.find((v: K8sObject) => v.name === mount.name);
+    expect(volume.configMap).toEqual({ name: 'warren-tasker-script', defaultMode: 0o555 });
+    const script = byKind(run, 'ConfigMap', 'warren-tasker-script');
+    expect(script.data['tasker.sh']).toBe(readFileSync(join(ROOT, 'tasker', 'tasker.sh'), 'utf8'));
+    expect(job.spec.podFailurePolicy.rules).toContainEqual({
+      action: 'Ignore',
+      onPodConditions: [{ type: 'DisruptionTarget' }],
+    });
+    // Applied together with the broker, it waits for it longer than the default 30 s.
+    expect(tasker.env).toContainEqual({ name: 'WARREN_CONNECT_TIMEOUT', value: '10m' });
+  });
+
+  it('drain-mode workers: restartPolicy Never, node drains not counted, bad configuration fails at once', () => {
+    const job = byKind(rendered('overlays/cloud-drain'), 'Job', 'warren-drain-workers');
+    expect(job.spec.template.spec.restartPolicy).toBe('Never');
+    expect(job.spec).not.toHaveProperty('completions');
+    expect(job.spec.podFailurePolicy.rules).toEqual([
+      { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget' }] },
+      { action: 'FailJob', onExitCodes: { containerName: 'worker', operator: 'In', values: [2] } },
+    ]);
+    expect(job.spec.template.spec.containers[0].args).toContain('--exit-when-idle=30m');
+  });
+
+  it('workers: no API token, not evicted by the cluster autoscaler, a drain takes one at a time', () => {
+    for (const overlay of ['base', 'overlays/cloud-drain', 'overlays/cloud-keda-jobs'])
+      for (const { owner, template } of podSpecs(rendered(overlay))) {
+        const where = `${overlay}: ${owner.kind} ${owner.metadata.name}`;
+        expect(template.spec.automountServiceAccountToken, where).toBe(false);
+        expect(
+          template.metadata.annotations['cluster-autoscaler.kubernetes.io/safe-to-evict'],
+          where,
+        ).toBe('false');
+        for (const volume of template.spec.volumes)
+          if (volume.emptyDir)
+            expect(volume.emptyDir.sizeLimit, `${where}: ${volume.name}`).toBeTruthy();
+      }
+    const base = rendered('base');
+    const budget = byKind(base, 'PodDisruptionBudget', 'warren-worker');
+    expect(budget.spec.maxUnavailable).toBe(1);
+    expect(byKind(base, 'Deployment', 'warren-worker').spec.template.metadata.labels).toMatchObject(
+      budget.spec.selector.matchLabels,
+    );
   });
 });

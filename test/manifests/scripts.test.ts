@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -111,17 +111,42 @@ describe('the other operator scripts', () => {
     expectUsageError(await script('scale.sh', ['many']), /whole number, not `many`/);
   });
 
-  it('start-run.sh deletes the finished tasker Job and applies tasker.yml; refuses while one runs', async () => {
+  it('start-run.sh deletes the last tasker Job and applies 50-tasker.yml; refuses while one runs', async () => {
     const result = await script('start-run.sh', []);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.calls.slice(1)).toEqual([
       '-n warren delete job warren-tasker --ignore-not-found --wait',
-      expect.stringMatching(/^-n warren apply -f \S*manifests\/tasker\.yml$/),
+      expect.stringMatching(/^-n warren apply -f \S*manifests\/50-tasker\.yml$/),
     ]);
     const running = await script('start-run.sh', [], { KUBECTL_GET: '1' });
     expect(running.exitCode).toBe(4);
     expect(running.stderr).toMatch(/still running/);
-    expect(running.calls.some((call) => / (delete|apply) /.test(call))).toBe(false);
+    expect(running.calls.some((call) => / (delete|apply|create) /.test(call))).toBe(false);
+  });
+
+  it('start-run.sh --script replaces the tasker.sh ConfigMap first; -k applies a run kustomization', async () => {
+    const own = join(FIXTURES, 'kube', 'own-script', 'tasker.sh');
+    const run = join(ROOT, 'manifests', 'overlays', 'minikube', 'run');
+    const result = await script('start-run.sh', ['--script', own, '-k', run]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.calls.slice(1)).toEqual([
+      `-n warren create configmap warren-tasker-script --from-file=tasker.sh=${own} --dry-run=client -o yaml`,
+      '-n warren apply -f -',
+      '-n warren delete job warren-tasker --ignore-not-found --wait',
+      `-n warren apply -k ${run}`,
+    ]);
+    expectUsageError(
+      await script('start-run.sh', ['--script', '/nonexistent/tasker.sh']),
+      /cannot read/,
+    );
+    const scratch = tempDir('warren-script-');
+    try {
+      const broken = join(scratch.dir, 'tasker.sh');
+      writeFileSync(broken, 'if true; then\n');
+      expectUsageError(await script('start-run.sh', ['--script', broken]), /not a valid sh script/);
+    } finally {
+      scratch.cleanup();
+    }
   });
 
   it('logs.sh follows a component’s pods by label', async () => {
