@@ -4,8 +4,9 @@
 # (WARREN_RUN_ID, from the downward API), so a restarted pod resumes the run: steps and tasks
 # that succeeded are skipped, and nothing is cleaned twice.
 #
-# Edit the part marked "your study" (and rebuild the tasker image, FROM warren-tasker); keep the
-# rest.
+# Edit the part marked "your study"; keep the rest. In Kubernetes this file is the ConfigMap
+# warren-tasker-script, mounted over the image's copy: change it with
+# `scripts/kube/start-run.sh --script tasker.sh` (docs/kubernetes.md), no image build needed.
 set -eu
 
 WORKDIR="${WARREN_WORKDIR:-/data}"
@@ -21,8 +22,18 @@ fi
 cd "$WORKDIR"
 
 # 2. Empty it once per run: a restarted pod must not wipe what its run already made.
-#    (`tasker clean` keeps the state dir, .warren, where the run's ledger lives.)
+#    (`tasker clean` keeps the state dir, .warren, where the runs' ledgers live.) A new run
+#    removes the outputs an earlier run left here: it says which run's; with
+#    WARREN_KEEP_OUTPUTS=1 it refuses instead (fetch or move them first).
 if ! tasker status --run-id "$WARREN_RUN_ID" >/dev/null 2>&1; then
+  previous="$( (unset WARREN_RUN_ID; tasker status 2>/dev/null) | sed -n '1s/^run \([^ :]*\):.*/\1/p')"
+  if [ -n "$previous" ]; then
+    if [ "${WARREN_KEEP_OUTPUTS:-}" = 1 ]; then
+      echo "tasker.sh: $WORKDIR holds the outputs of run $previous and WARREN_KEEP_OUTPUTS=1: not removing them (move them away, or unset it)" >&2
+      exit 2
+    fi
+    echo "tasker.sh: new run $WARREN_RUN_ID: removing the outputs of run $previous from $WORKDIR (its ledger stays; WARREN_KEEP_OUTPUTS=1 refuses)"
+  fi
   tasker clean "$WORKDIR"
 fi
 

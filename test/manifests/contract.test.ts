@@ -98,7 +98,12 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
   }
 
   /** One pod of the tasker Job with the given UID, its script from the ConfigMap as rendered. */
-  function taskerPod(uid: string, data: string, objects: K8sObject[] = run) {
+  function taskerPod(
+    uid: string,
+    data: string,
+    objects: K8sObject[] = run,
+    settings: Record<string, string> = {},
+  ) {
     const pod = byName(objects, 'Job', 'warren-tasker').spec.template.spec;
     const script = byName(objects, 'ConfigMap', 'warren-tasker-script');
     const own = join(scratch.dir, `tasker-${randomBytes(3).toString('hex')}`);
@@ -116,7 +121,7 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
         secrets: signing,
         fields: { [CONTROLLER_UID]: uid },
         // The study a user's tasker image carries (FROM warren-tasker, COPY into /opt/study).
-        extraEnv: { WARREN_QUEUE: queue, STUDY_DIR: STUDY },
+        extraEnv: { WARREN_QUEUE: queue, STUDY_DIR: STUDY, ...settings },
       }),
     );
   }
@@ -185,6 +190,19 @@ describe('the rendered manifests, run as Kubernetes would run them (minus the cl
       expect(third.exitCode, third.stderr).toBe(0);
       expect(statSync(final).mtimeMs).toBe(before);
       expect(endsOf(ledger())).toHaveLength(ends.length);
+
+      // The next run (a new Job, a new UID) would empty the directory: with WARREN_KEEP_OUTPUTS=1
+      // (a setting of tasker.sh) it refuses, saying whose outputs are there; without, it says
+      // whose outputs it removes.
+      const next = randomUUID();
+      const kept = await taskerPod(next, data, run, { WARREN_KEEP_OUTPUTS: '1' });
+      expect(kept.exitCode).toBe(2);
+      expect(kept.stderr).toContain(`holds the outputs of run ${uid}`);
+      expect(existsSync(final)).toBe(true);
+      const fresh = await taskerPod(next, data);
+      expect(fresh.exitCode, fresh.stderr).toBe(0);
+      expect(fresh.stdout).toContain(`new run ${next}: removing the outputs of run ${uid}`);
+      expect(existsSync(join(data, 'notes.txt'))).toBe(false);
     } finally {
       for (const worker of workers) worker.process.kill('SIGTERM');
       const exits = await Promise.all(workers.map((worker) => worker.process));
