@@ -344,3 +344,69 @@ describe('what the components and the run change', () => {
     );
   });
 });
+
+describe('the least-privilege component', () => {
+  /** docs/security.md's permission table: user → [configure, write, read]. */
+  function documented(): Map<string, string[]> {
+    const doc = readFileSync(join(ROOT, 'docs', 'security.md'), 'utf8');
+    const rows = new Map<string, string[]>();
+    for (const match of doc.matchAll(/^\| (tasker|worker) \| `(.+?)` \| `(.+?)` \| `(.+?)` \|$/gm))
+      rows.set(
+        match[1] as string,
+        [match[2], match[3], match[4]].map((r) => r?.replaceAll('\\|', '|') as string),
+      );
+    return rows;
+  }
+
+  it('gives the tasker and the workers the permissions docs/security.md lists (and a test checks on a broker)', () => {
+    const objects = rendered('../test/fixtures/kube/least-privilege-cloud-drain');
+    const table = documented();
+    expect([...table.keys()]).toEqual(['tasker', 'worker']);
+    for (const [user, [configure, write, read]] of table) {
+      const permission = objects.find(
+        (object) =>
+          object.kind === 'Permission' && object.spec.userReference.name === `warren-${user}`,
+      ) as K8sObject;
+      expect(permission.spec.permissions, user).toEqual({ configure, write, read });
+      expect(permission.spec.vhost).toBe('/');
+      expect(objects.some((o) => o.kind === 'User' && o.metadata.name === `warren-${user}`)).toBe(
+        true,
+      );
+    }
+    // KEDA reads the queue's length over the management API, and may touch no queue.
+    const keda = objects.find(
+      (o) => o.kind === 'Permission' && o.metadata.name === 'warren-keda',
+    ) as K8sObject;
+    expect(keda.spec.permissions).toEqual({ configure: '^$', write: '^$', read: '^$' });
+  });
+
+  it.each([
+    ['least-privilege-cloud-drain', 'warren-worker', 2],
+    ['least-privilege-cloud-keda-jobs', 'warren-worker', 2],
+    ['least-privilege-cloud-run', 'warren-tasker', 1],
+  ])('%s: every container connects as %s', (fixture, user, count) => {
+    const workloads = podSpecs(rendered(`../test/fixtures/kube/${fixture}`));
+    expect(workloads).toHaveLength(count);
+    for (const { owner, template } of workloads)
+      for (const container of template.spec.containers) {
+        const from = (name: string) =>
+          container.env.find((v: K8sObject) => v.name === name)?.valueFrom?.secretKeyRef;
+        const where = `${owner.kind} ${owner.metadata.name}`;
+        expect(from('RABBITMQ_USER'), where).toEqual({
+          name: `${user}-user-credentials`,
+          key: 'username',
+        });
+        expect(from('RABBITMQ_PASS'), where).toEqual({
+          name: `${user}-user-credentials`,
+          key: 'password',
+        });
+        // Only the broker's address from the administrator's Secret.
+        const admin = container.env.filter(
+          (v: K8sObject) => v.valueFrom?.secretKeyRef?.name === 'warren-rabbitmq-default-user',
+        );
+        expect(admin.map((v: K8sObject) => v.valueFrom.secretKeyRef.key).toSorted(), where).toEqual(
+          ['host', 'port'],
+        );
+      }
+  });
+});
