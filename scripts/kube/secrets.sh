@@ -29,9 +29,9 @@ case "${1:-}" in
     user="$(kube get secret "$from" -o jsonpath='{.data.username}' | base64 -d)"
     pass="$(kube get secret "$from" -o jsonpath='{.data.password}' | base64 -d)"
     [ -n "$user" ] || die "no $from secret yet: is the RabbitmqCluster up?" 3
-    echo "warren-keda-rabbitmq: KEDA reads the queue as the user in $from"
     kube create secret generic warren-keda-rabbitmq \
       --from-literal=host="http://$user:$pass@warren-rabbitmq.$NAMESPACE.svc:15672/"
+    echo "warren-keda-rabbitmq: KEDA reads the queue as the user in $from"
     ;;
   *)
     die "usage: $SCRIPT signing-key | keda"
