@@ -24,13 +24,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -z "$registry" ] || [ -z "$minikube" ] || die "--push and --minikube do not go together"
-need docker "https://docs.docker.com/get-docker/"
+# Docker where it is, else podman (which builds the same Dockerfiles; WARREN_BUILDER picks one).
+builder="${WARREN_BUILDER:-}"
+if [ -z "$builder" ]; then
+  if command -v docker >/dev/null 2>&1; then builder=docker
+  elif command -v podman >/dev/null 2>&1; then builder=podman
+  else builder=docker
+  fi
+fi
+need "$builder" "https://docs.docker.com/get-docker/ (or podman)"
 
 for image in tasker worker; do
   name="${registry}warren-$image:$tag"
-  docker build -f "Dockerfile.$image" -t "$name" . || die "building $name failed" 3
+  "$builder" build -f "Dockerfile.$image" -t "$name" . || die "building $name failed" 3
   if [ -n "$registry" ]; then
-    docker push "$name" || die "pushing $name failed (docker login ${registry%/}?)" 3
+    "$builder" push "$name" || die "pushing $name failed (docker login ${registry%/}?)" 3
   elif [ -n "$minikube" ]; then
     need minikube "https://minikube.sigs.k8s.io/docs/start/"
     minikube image load "$name" || die "loading $name into minikube failed" 3
