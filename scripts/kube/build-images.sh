@@ -24,10 +24,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -z "$registry" ] || [ -z "$minikube" ] || die "--push and --minikube do not go together"
-# Docker where it is, else podman (which builds the same Dockerfiles; WARREN_BUILDER picks one).
+# Docker where its daemon answers, else podman (which builds the same Dockerfiles);
+# WARREN_BUILDER=docker or podman picks one.
 builder="${WARREN_BUILDER:-}"
 if [ -z "$builder" ]; then
-  if command -v docker >/dev/null 2>&1; then builder=docker
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then builder=docker
   elif command -v podman >/dev/null 2>&1; then builder=podman
   else builder=docker
   fi
