@@ -7,6 +7,7 @@ import { ROOT, tempDir } from '../helpers/cli.js';
 import { brokerUrl, deleteQueues, testQueue } from '../helpers/fleet.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
+import { containerEnv } from '../helpers/pod.js';
 
 /**
  * The images built with podman from the Dockerfiles, and a study's images built FROM them the
@@ -114,16 +115,8 @@ function podmanRun(pod: K8sObject, world: World): string[] {
       args.push('-v', `${source}:${mount.mountPath}:ro`);
     } else throw new Error(`volume ${mount.name}: kind not modelled`);
   }
-  for (const variable of container.env ?? []) {
-    const from = variable.valueFrom;
-    let value: string | undefined = variable.value;
-    if (from?.secretKeyRef) {
-      value = world.secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key];
-      if (value === undefined && !from.secretKeyRef.optional)
-        throw new Error(`secret ${from.secretKeyRef.name} has no ${from.secretKeyRef.key}`);
-    } else if (from?.fieldRef) value = world.fields[from.fieldRef.fieldPath];
-    if (value !== undefined) args.push('-e', `${variable.name}=${value}`);
-  }
+  for (const [name, value] of Object.entries(containerEnv(container, world)))
+    args.push('-e', `${name}=${value}`);
   for (const [name, value] of Object.entries(world.extraEnv)) args.push('-e', `${name}=${value}`);
   if (container.command) args.push('--entrypoint', JSON.stringify(container.command));
   args.push(world.image);

@@ -71,43 +71,9 @@ export function launchOf(
     return flag ? `${flag[1]}${mapValue(flag[2] as string)}` : mapPath(arg);
   };
 
-  const secretKey = (name: string, key?: string, optional = false): string | undefined => {
-    const secret = world.secrets[name];
-    if (!secret) {
-      if (optional) return undefined;
-      throw new Error(`secret ${name} does not exist: the pod would not start`);
-    }
-    if (key === undefined) return '';
-    const value = secret[key];
-    if (value === undefined && !optional)
-      throw new Error(`secret ${name} has no key ${key}: the pod would not start`);
-    return value;
-  };
-
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(image.env)) env[name] = mapPath(value);
-  for (const source of container.envFrom ?? []) {
-    const ref = source.secretRef;
-    if (!ref) throw new Error('envFrom: only secretRef is modelled');
-    if (secretKey(ref.name, undefined, ref.optional) === undefined) continue;
-    Object.assign(env, world.secrets[ref.name]);
-  }
-  for (const variable of container.env ?? []) {
-    const from = variable.valueFrom;
-    if (!from) {
-      env[variable.name] = mapValue(String(variable.value ?? ''));
-    } else if (from.secretKeyRef) {
-      const ref = from.secretKeyRef;
-      const value = secretKey(ref.name, ref.key, ref.optional);
-      if (value !== undefined) env[variable.name] = value;
-    } else if (from.fieldRef) {
-      const value = world.fields[from.fieldRef.fieldPath];
-      if (value === undefined) throw new Error(`no value for field ${from.fieldRef.fieldPath}`);
-      env[variable.name] = value;
-    } else {
-      throw new Error(`${variable.name}: only secretKeyRef and fieldRef are modelled`);
-    }
-  }
+  Object.assign(env, containerEnv(container, world, mapValue));
 
   // Kubernetes: `command` replaces ENTRYPOINT (and drops CMD); `args` replaces CMD.
   const words = container.command
@@ -148,4 +114,53 @@ export function startContainer(launch: ContainerLaunch): ResultPromise<{ reject:
     reject: false,
     detached: true,
   }) as ResultPromise<{ reject: false }>;
+}
+
+/**
+ * A container's `envFrom` and `env`, resolved as the kubelet would: secrets' keys, downward-API
+ * fields, plain values through `mapValue` (ports and paths of the test's world). Throws what the
+ * kubelet would refuse: a missing secret or key (unless optional), an unknown field.
+ */
+export function containerEnv(
+  container: K8sObject,
+  world: Pick<PodWorld, 'secrets' | 'fields'>,
+  mapValue: (value: string) => string = (value) => value,
+): Record<string, string> {
+  const secretKey = (name: string, key?: string, optional = false): string | undefined => {
+    const secret = world.secrets[name];
+    if (!secret) {
+      if (optional) return undefined;
+      throw new Error(`secret ${name} does not exist: the pod would not start`);
+    }
+    if (key === undefined) return '';
+    const value = secret[key];
+    if (value === undefined && !optional)
+      throw new Error(`secret ${name} has no key ${key}: the pod would not start`);
+    return value;
+  };
+
+  const env: Record<string, string> = {};
+  for (const source of container.envFrom ?? []) {
+    const ref = source.secretRef;
+    if (!ref) throw new Error('envFrom: only secretRef is modelled');
+    if (secretKey(ref.name, undefined, ref.optional) === undefined) continue;
+    Object.assign(env, world.secrets[ref.name]);
+  }
+  for (const variable of container.env ?? []) {
+    const from = variable.valueFrom;
+    if (!from) {
+      env[variable.name] = mapValue(String(variable.value ?? ''));
+    } else if (from.secretKeyRef) {
+      const ref = from.secretKeyRef;
+      const value = secretKey(ref.name, ref.key, ref.optional);
+      if (value !== undefined) env[variable.name] = value;
+    } else if (from.fieldRef) {
+      const value = world.fields[from.fieldRef.fieldPath];
+      if (value === undefined) throw new Error(`no value for field ${from.fieldRef.fieldPath}`);
+      env[variable.name] = value;
+    } else {
+      throw new Error(`${variable.name}: only secretKeyRef and fieldRef are modelled`);
+    }
+  }
+  return env;
 }
