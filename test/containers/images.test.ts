@@ -8,6 +8,7 @@ import { brokerUrl, deleteQueues, testQueue } from '../helpers/fleet.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { containerEnv } from '../helpers/pod.js';
+import { objectsIn, s3Env, testBucket } from '../helpers/s3.js';
 
 /**
  * The images built with podman from the Dockerfiles, and a study's images built FROM them the
@@ -256,6 +257,85 @@ describe.skipIf(why !== undefined)(
       expect(succeeded.length).toBe(tasks.size);
       expect(ends.filter((end) => end.final).length).toBe(tasks.size);
       expect(ends.filter((end) => /asreview simulate/.test(end.command ?? '')).length).toBe(65);
+    }, 900_000);
+
+    it('a drain-mode worker uploads each simulation to S3 and exits once the queue stays empty', async () => {
+      // The cloud-drain overlay's worker Job and the cloud run's tasker Job: S3 settings from
+      // the warren-s3 Secret on both; the user's tasker.sh uploads the state files.
+      const drain = find(rendered('overlays/cloud-drain'), 'Job');
+      const cloudRun = rendered('overlays/cloud/run');
+      const cloudJob = find(cloudRun, 'Job');
+      const cloudScript = find(cloudRun, 'ConfigMap');
+      const stock = cloudScript.data['tasker.sh'] as string;
+      const edited = stock.replace(
+        'tasker run jobs.sh --rules makita\n',
+        "tasker run jobs.sh --rules makita --upload 'output/simulation/**/*.asreview'\n",
+      );
+      expect(edited, 'the stock tasker.sh runs `tasker run jobs.sh --rules makita`').not.toBe(
+        stock,
+      );
+      const bucket = await testBucket();
+      const data = join(scratch.dir, 'data-drain');
+      mkdirSync(data);
+      chmodSync(data, 0o777);
+      const drainQueue = testQueue();
+      const common = {
+        data,
+        secrets: { ...secrets, 'warren-s3': s3Env(bucket, 'study') },
+        configMaps: { [cloudScript.metadata.name]: { ...cloudScript.data, 'tasker.sh': edited } },
+        ports: {},
+      };
+      const uid = randomUUID();
+      const tasker = `warren-test-tasker-${uid.slice(0, 6)}`;
+      const worker = `warren-test-drain-${uid.slice(0, 6)}`;
+      try {
+        const launched = await podman(
+          podmanRun(cloudJob.spec.template.spec, {
+            ...common,
+            image: 'warren-study-tasker:test',
+            name: tasker,
+            fields: { "metadata.labels['batch.kubernetes.io/controller-uid']": uid },
+            extraEnv: { WARREN_QUEUE: drainQueue, MAKITA_TEMPLATE: 'basic' },
+          }),
+        );
+        expect(launched.exitCode, launched.all).toBe(0);
+        started.push(tasker);
+        const drained = await podman(
+          podmanRun(drain.spec.template.spec, {
+            ...common,
+            image: 'warren-study-worker:test',
+            name: worker,
+            fields: { 'metadata.name': worker },
+            ports: { '8080': '18189', '9090': '19199' },
+            extraEnv: { WARREN_QUEUE: drainQueue },
+            argEdits: { '--exit-when-idle': '20s' },
+          }),
+        );
+        expect(drained.exitCode, drained.all).toBe(0);
+        started.push(worker);
+        const exited = await podman(['wait', tasker], 600_000);
+        const logs = await podman(['logs', tasker]);
+        expect(exited.stdout.trim(), logs.all).toBe('0');
+        expect(logs.all).toContain(`run ${uid} succeeded`);
+        // The worker exits 0 by itself once the queue has stayed empty: a Job that completes.
+        const workerExit = await podman(['wait', worker], 120_000);
+        const workerLogs = await podman(['logs', worker]);
+        expect(workerExit.stdout.trim(), workerLogs.all).toBe('0');
+        expect(workerLogs.all).toContain('queue empty and idle');
+        // Every simulation's state file is in the bucket, under the prefix and the run id.
+        const ends = endsOf(ledgerOf(join(data, '.warren'), uid));
+        const simulations = ends.filter((end) => /asreview simulate/.test(end.command ?? ''));
+        expect(simulations.length).toBe(2);
+        const objects = await objectsIn(bucket, `study/${uid}/`);
+        for (const end of simulations) {
+          const output = / -o (\S+\.asreview)/.exec(end.command ?? '')?.[1];
+          expect(objects.get(`study/${uid}/${output}`), `${output} uploaded`).toBeGreaterThan(0);
+          expect(end.uploaded?.map((file) => file.key)).toEqual([`study/${uid}/${output}`]);
+        }
+        expect([...objects.keys()].every((key) => key.endsWith('.asreview'))).toBe(true);
+      } finally {
+        await deleteQueues(drainQueue);
+      }
     }, 900_000);
   },
 );
