@@ -259,6 +259,35 @@ describe.skipIf(why !== undefined)(
       expect(ends.filter((end) => /asreview simulate/.test(end.command ?? '')).length).toBe(65);
     }, 900_000);
 
+    it('the stock tasker image, with no study in it, says so and fails the Job at once', async () => {
+      const data = join(scratch.dir, 'data-nostudy');
+      mkdirSync(data);
+      chmodSync(data, 0o777);
+      const name = `warren-test-nostudy-${randomUUID().slice(0, 6)}`;
+      const result = await podman([
+        ...podmanRun(job.spec.template.spec, {
+          data,
+          secrets,
+          configMaps: { [script.metadata.name]: script.data },
+          image: `warren-tasker:${VERSION}`,
+          name,
+          fields: { "metadata.labels['batch.kubernetes.io/controller-uid']": randomUUID() },
+          ports: {},
+          extraEnv: { WARREN_QUEUE: queue },
+        }).filter((arg) => arg !== '-d'),
+      ]);
+      started.push(name);
+      // Exit 2: the Job's failure policy fails the Job instead of retrying it.
+      expect(result.exitCode, result.all).toBe(2);
+      expect(
+        job.spec.podFailurePolicy.rules.some((rule: K8sObject) =>
+          rule.onExitCodes?.values.includes(2),
+        ),
+      ).toBe(true);
+      expect(result.all).toContain('this image has no study');
+      expect(result.all).toContain('examples/tasker-image');
+    }, 300_000);
+
     it('a drain-mode worker uploads each simulation to S3 and exits once the queue stays empty', async () => {
       // The cloud-drain overlay's worker Job and the cloud run's tasker Job: S3 settings from
       // the warren-s3 Secret on both; the user's tasker.sh uploads the state files.

@@ -39,6 +39,11 @@ fi
 
 # ---- your study ----------------------------------------------------------------------
 # 3. Prepare: the data, then the jobs file. Each step runs once per run.
+#    The stock warren-tasker image holds no study: build yours FROM it (examples/tasker-image).
+if [ ! -d "$STUDY/data" ] || ! command -v asreview >/dev/null 2>&1; then
+  echo "tasker.sh: this image has no study (no $STUDY/data, or no asreview): build your study's tasker image FROM warren-tasker (examples/tasker-image), or edit this script" >&2
+  exit 2
+fi
 #    (`cp -R SRC/. DEST` copies into DEST whether or not it exists: safe to repeat after a crash.)
 tasker once data -- cp -R "$STUDY/data/." "$WORKDIR/data"
 tasker once makita -- asreview makita template "${MAKITA_TEMPLATE:-basic}"
