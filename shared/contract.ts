@@ -38,5 +38,8 @@ export function isKnownFailure(failure: string): failure is FailureClass {
   return KNOWN_FAILURES.has(failure);
 }
 
-/** A run id: letters, digits, `.`, `_`, `-`; safe in file and queue names. */
+/**
+ * A run id: 1 to 64 letters, digits, `.`, `_` or `-`, the first a letter or digit; safe in file
+ * and queue names.
+ */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

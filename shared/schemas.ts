@@ -18,7 +18,10 @@ export const TaskId = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'a task id is
 
 export const RunId = v.pipe(
   v.string(),
-  v.regex(RUN_ID_PATTERN, 'a run id is 1-64 letters, digits, ., _ or -'),
+  v.regex(
+    RUN_ID_PATTERN,
+    'a run id is 1 to 64 letters, digits, ., _ or -, starting with a letter or digit',
+  ),
 );
 
 /** What each task of a message says, besides the protocol version and the run. */
