@@ -110,6 +110,8 @@ describe('--rules asreview-cloud, what it refuses and what it keeps', () => {
   it('refuses a file with no `simulate` line: one line, exit 2, nothing written or recorded', async () => {
     writeFileSync(join(dir, 'nosim.sh'), 'mkdir out\npython -m asreview metrics x -o y\n');
     writeFileSync(join(dir, 'empty.sh'), '');
+    // Parts of an earlier split stay as they were.
+    writeFileSync(join(dir, 'nosim.sh.part1'), 'mkdir before\n');
     const message = (file: string) =>
       `tasker: \`${file}\` has no line containing \`simulate\`: asreview-cloud's split needs one (use --rules makita or --phase)`;
     for (const file of ['nosim.sh', 'empty.sh']) {
@@ -126,7 +128,8 @@ describe('--rules asreview-cloud, what it refuses and what it keeps', () => {
     });
     expect(unreachable.exitCode).toBe(2);
     expect(unreachable.stderr).toBe(message('nosim.sh'));
-    expect(readdirSync(dir).sort()).toEqual(['empty.sh', 'nosim.sh']);
+    expect(readdirSync(dir).sort()).toEqual(['empty.sh', 'nosim.sh', 'nosim.sh.part1']);
+    expect(readFileSync(join(dir, 'nosim.sh.part1'), 'utf8')).toBe('mkdir before\n');
   });
 
   it('splits a file whose only `simulate` is in a comment into three empty parts, as split-file.py does', async () => {
