@@ -126,6 +126,12 @@ addSweepFlags(
       )
       .argument('<file>', 'the file of commands (with --params or --seq: the command template)')
       .option('--phase <name>', 'name of the phase (default: the file name, or `sweep`)')
+      .addOption(
+        new Option(
+          '--serial',
+          'run the lines one at a time, in file order, in the tasker (as asreview-cloud ran part 1)',
+        ).conflicts('wait'),
+      )
       .option(
         '--no-wait',
         'publish the tasks and exit, without waiting for results (needs a broker)',

@@ -37,7 +37,7 @@ export async function runCommand(
   flags: TaskerFlags & RuleFlags & SweepFlags,
 ): Promise<number> {
   const rules = rulesOf(flags);
-  await checkReadable(jobs);
+  await checkReadable(jobs, rules);
   const sweep = await sweepOf(flags);
   const { config, log } = await setUp(flags);
   return runPhases(config, log, {
@@ -46,14 +46,19 @@ export async function runCommand(
   });
 }
 
-/** `tasker send FILE`: every line of a file (or every row of a sweep) as one parallel phase. */
+/**
+ * `tasker send FILE`: every line of a file (or every row of a sweep) as one phase, parallel,
+ * or serial in the tasker with `--serial`.
+ */
 export async function sendCommand(
   file: string,
-  flags: TaskerFlags & SweepFlags & { readonly phase?: string; readonly wait: boolean },
+  flags: TaskerFlags &
+    SweepFlags & { readonly phase?: string; readonly wait: boolean; readonly serial?: boolean },
 ): Promise<number> {
   const sweep = await sweepOf(flags);
   const name = checkPhaseName(flags.phase ?? (sweep ? 'sweep' : phaseNameOf(file)));
-  const rules = singlePhase(name, file);
+  const kind = flags.serial ? 'serial' : 'parallel';
+  const rules = singlePhase(name, file, kind);
   if (!sweep) await checkReadable(file);
   const { config, log } = await setUp(flags);
   if (!flags.wait && (!config.broker || config.local)) {
@@ -63,10 +68,10 @@ export async function sendCommand(
     );
   }
   return runPhases(config, log, {
-    command: `send ${quote([file])} --phase ${name}${sweepText(flags)}${flags.wait ? '' : ' --no-wait'}`,
+    command: `send ${quote([file])} --phase ${name}${flags.serial ? ' --serial' : ''}${sweepText(flags)}${flags.wait ? '' : ' --no-wait'}`,
     plan: async (run) =>
       sweep
-        ? [await planSweep(file, sweep, name, run, config.stateDir)]
+        ? [await planSweep(file, sweep, name, run, config.stateDir, kind)]
         : planRun(file, rules, run, config.stateDir),
     noWait: !flags.wait,
   });

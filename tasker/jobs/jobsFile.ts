@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import split2 from 'split2';
 import { describeSystemError, InputError } from '../../shared/errors.js';
 
@@ -6,10 +6,15 @@ import { describeSystemError, InputError } from '../../shared/errors.js';
 export const MAX_LINE = 1024 * 1024;
 
 /**
- * Fails with the reader's own message when a jobs file cannot be opened: run before
+ * Fails with the reader's own message when a jobs file cannot be opened (or, for rules that
+ * check the whole file, such as asreview-cloud's, is not one they split): run before
  * connecting to anything, so bad input is reported as such (exit 2), not as a broker error.
  */
-export async function checkReadable(path: string): Promise<void> {
+export async function checkReadable(
+  path: string,
+  rules?: { readonly check?: (path: string) => Promise<void> },
+): Promise<void> {
+  if (rules?.check) return rules.check(path);
   const entries = readJobs(path);
   try {
     await entries.next();
@@ -17,6 +22,31 @@ export async function checkReadable(path: string): Promise<void> {
     await entries.return(undefined);
   }
 }
+
+/** Opens a jobs file for reading; a missing file, a directory or no permission is an InputError. */
+export async function openJobs(path: string): Promise<FileHandle> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, 'r');
+    if ((await handle.stat()).isDirectory()) {
+      throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    }
+    return handle;
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    throw unreadable(path, error);
+  }
+}
+
+/** The error of a jobs file that cannot be opened or read. */
+export const unreadable = (path: string, error: unknown): InputError =>
+  new InputError(
+    'JOBS_UNREADABLE',
+    `cannot read jobs file \`${path}\`: ${describeSystemError(error)}`,
+    {
+      cause: error,
+    },
+  );
 
 /** One entry of a jobs file: a command (possibly continued over lines) or a `wait` barrier. */
 export type JobEntry =
@@ -30,22 +60,7 @@ export type JobEntry =
  * exactly `wait` is a barrier.
  */
 export async function* readJobs(path: string): AsyncGenerator<JobEntry> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-    if ((await handle.stat()).isDirectory()) {
-      await handle.close();
-      throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-    }
-  } catch (error) {
-    throw new InputError(
-      'JOBS_UNREADABLE',
-      `cannot read jobs file \`${path}\`: ${describeSystemError(error)}`,
-      {
-        cause: error,
-      },
-    );
-  }
+  const handle = await openJobs(path);
   const source = handle.createReadStream();
   const lines = source.pipe(split2(/\r?\n/, { maxLength: MAX_LINE + 1 }));
   source.on('error', (error) => lines.destroy(error));
@@ -95,13 +110,7 @@ export async function* readJobs(path: string): AsyncGenerator<JobEntry> {
         `line ${number + 1} of \`${path}\` is longer than 1 MiB`,
       );
     }
-    throw new InputError(
-      'JOBS_UNREADABLE',
-      `cannot read jobs file \`${path}\`: ${describeSystemError(error)}`,
-      {
-        cause: error,
-      },
-    );
+    throw unreadable(path, error);
   } finally {
     lines.destroy();
     await handle.close().catch(() => {});

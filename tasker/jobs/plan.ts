@@ -6,7 +6,7 @@ import { describeSystemError, InfraError, InputError } from '../../shared/errors
 import { statePaths } from '../../shared/statePaths.js';
 import { OccurrenceCounter, taskId } from '../../shared/taskId.js';
 import type { PhasePlan } from './phasePlan.js';
-import type { PhaseRule, RuleSet } from './rules.js';
+import type { PhaseKind, PhaseRule, RuleSet } from './rules.js';
 import { moveInto, type PhaseDraft, splitJobs } from './splitter.js';
 import { spoolLine } from './spool.js';
 import {
@@ -59,19 +59,24 @@ export async function planRun(
     const occurrence = counter.next(first);
     return spoolLine(occurrence === 0 ? first : taskId(run, phase, text, occurrence), text);
   };
-  const drafts = await splitJobs(jobs, rules, {
-    tempFile: (_name, index) => join(dir, `.draft-${process.pid}-${index}.jsonl`),
-    format: (phase, text) => {
-      if (!sweep || placeholders(text).length === 0) return line(phase, text);
-      checkTemplate(
-        text,
-        known,
-        `the line \`${text.length > 60 ? `${text.slice(0, 57)}...` : text}\``,
-      );
-      templated++;
-      return sets.map((values) => line(phase, fillWith(text, values)));
+  const drafts = await splitJobs(
+    jobs,
+    rules,
+    {
+      tempFile: (_name, index) => join(dir, `.draft-${process.pid}-${index}.jsonl`),
+      format: (phase, text) => {
+        if (!sweep || placeholders(text).length === 0) return line(phase, text);
+        checkTemplate(
+          text,
+          known,
+          `the line \`${text.length > 60 ? `${text.slice(0, 57)}...` : text}\``,
+        );
+        templated++;
+        return sets.map((values) => line(phase, fillWith(text, values)));
+      },
     },
-  });
+    'run',
+  );
   if (sweep && templated === 0) {
     for (const draft of drafts) rmSync(draft.file, { force: true });
     throw new InputError(
@@ -83,8 +88,8 @@ export async function planRun(
 }
 
 /**
- * `tasker send --params FILE TEMPLATE` (or `--seq N`): one parallel phase of the template
- * filled with each value set, streamed into the phase file.
+ * `tasker send --params FILE TEMPLATE` (or `--seq N`): one phase (parallel unless `--serial`)
+ * of the template filled with each value set, streamed into the phase file.
  */
 export async function planSweep(
   template: string,
@@ -92,6 +97,7 @@ export async function planSweep(
   name: string,
   run: string,
   stateDir: string,
+  kind: PhaseKind = 'parallel',
 ): Promise<PhasePlan> {
   if (placeholders(template).length === 0) {
     throw new InputError(
@@ -125,7 +131,7 @@ export async function planSweep(
     throw error;
   }
   await moveInto(draft, spool);
-  return { name, kind: 'parallel', total, spool };
+  return { name, kind, total, spool };
 }
 
 async function place(
@@ -141,9 +147,9 @@ async function place(
   return plans;
 }
 
-/** The rule set of `tasker send`: the whole file is one parallel phase. */
-export function singlePhase(name: string, file: string): RuleSet {
-  const rule: PhaseRule = { name, kind: 'parallel', test: () => true };
+/** The rule set of `tasker send`: the whole file is one phase (parallel unless `--serial`). */
+export function singlePhase(name: string, file: string, kind: PhaseKind = 'parallel'): RuleSet {
+  const rule: PhaseRule = { name, kind, test: () => true };
   return {
     name: 'send',
     phases: [rule],
@@ -204,10 +210,16 @@ export async function splitToParts(
 ): Promise<PartFile[]> {
   checkDirectory(outDir, 'output directory');
   const base = basename(jobs);
-  const drafts = await splitJobs(jobs, rules, {
-    tempFile: (_name, index) => join(outDir, `.${base}.warren-${process.pid}-${index}.tmp`),
-    format: (_phase, text) => `${text}\n`,
-  });
+  const drafts = await splitJobs(
+    jobs,
+    rules,
+    {
+      tempFile: (_name, index) => join(outDir, `.${base}.warren-${process.pid}-${index}.tmp`),
+      // Each line as read, with its line break (asreview-cloud's rules keep a missing last one).
+      format: (_phase, text, ending) => `${text}${ending}`,
+    },
+    'split',
+  );
   const parts: PartFile[] = [];
   for (const [index, draft] of drafts.entries()) {
     const file = join(outDir, `${base}.part${index + 1}`);

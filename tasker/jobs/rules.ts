@@ -1,4 +1,5 @@
 import { InputError } from '../../shared/errors.js';
+import { ASREVIEW_CLOUD } from './asreviewCloud.js';
 
 /** Serial phases run in the tasker, one step at a time; parallel ones go to the transport. */
 export type PhaseKind = 'serial' | 'parallel';
@@ -11,7 +12,21 @@ export interface PhaseRule {
   readonly test: (line: string) => boolean;
 }
 
-/** How a jobs file becomes phases. A line goes to the first phase whose rule takes it. */
+/** What a split is for: the parts a person reads (`tasker split`), or the tasks of a run. */
+export type SplitPurpose = 'split' | 'run';
+
+/** A line a rule set placed itself: its phase rule's index, and the line break it had. */
+export interface PlacedLine {
+  readonly number: number;
+  readonly text: string;
+  readonly ending: '\n' | '';
+  readonly rule: number;
+}
+
+/**
+ * How a jobs file becomes phases. A line goes to the first phase whose rule takes it, unless
+ * the rule set places lines itself (`place`).
+ */
 export interface RuleSet {
   /** `asreview-cloud`, `makita`, `custom` or `wait` (no rules: `wait` lines only). */
   readonly name: string;
@@ -24,6 +39,14 @@ export interface RuleSet {
   readonly emptyIsError: boolean;
   /** Phase name in the `segment`-th stretch between `wait` lines (1-based). */
   readonly instanceName: (rule: PhaseRule, segment: number) => string;
+  /**
+   * Reads the file itself and places each line (asreview-cloud's split, where a line's part
+   * depends on where it stands): no `wait` barriers, its own line handling, and parts written
+   * with the line breaks it reports.
+   */
+  readonly place?: (path: string, purpose: SplitPurpose) => AsyncIterable<PlacedLine>;
+  /** Checks a file before a run connects to anything; throws InputError. */
+  readonly check?: (path: string) => Promise<void>;
 }
 
 /** Phase names end up in file names and queue names. */
@@ -46,28 +69,6 @@ export function checkPhaseName(name: string): string {
  */
 const suffixed = (rule: PhaseRule, segment: number): string =>
   segment === 1 ? rule.name : `${rule.name}.${segment}`;
-
-const contains =
-  (...words: string[]) =>
-  (line: string) =>
-    words.some((word) => line.includes(word));
-
-/**
- * asreview-cloud's split-file.py, to the byte: part 1 takes folder creation and dataset
- * descriptions (run serially), part 2 every `simulate` line, part 3 everything else.
- */
-const asreviewCloud: RuleSet = {
-  name: 'asreview-cloud',
-  phases: [
-    { name: 'part1', kind: 'serial', test: contains('mkdir', 'describe') },
-    { name: 'part2', kind: 'parallel', test: contains('simulate') },
-    { name: 'part3', kind: 'parallel', test: () => true },
-  ],
-  rest: undefined,
-  keepEmpty: true,
-  emptyIsError: false,
-  instanceName: suffixed,
-};
 
 /**
  * A dependency-correct split of Makita's jobs files. asreview-cloud's part 3 runs `asreview
@@ -110,7 +111,7 @@ export const WAIT_RULES: RuleSet = {
 
 /** The built-in rule sets, by the name `--rules` takes. */
 export const BUILTIN_RULES: ReadonlyMap<string, RuleSet> = new Map([
-  [asreviewCloud.name, asreviewCloud],
+  [ASREVIEW_CLOUD.name, ASREVIEW_CLOUD],
   [makita.name, makita],
 ]);
 
@@ -189,6 +190,12 @@ export function resolveRules(options: RuleOptions): RuleSet {
   }
   let phases = base.phases;
   let rest = base.rest;
+  if (options.rest !== undefined && base.place) {
+    throw new InputError(
+      'BAD_FLAGS',
+      `--rest has no use with --rules ${base.name}: every line has a part`,
+    );
+  }
   if (options.rest !== undefined) {
     rest = checkPhaseName(options.rest);
     if (!phases.some((phase) => phase.name === rest)) {

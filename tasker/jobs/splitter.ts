@@ -3,7 +3,13 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { describeSystemError, InfraError, InputError, WarrenError } from '../../shared/errors.js';
 import { readJobs } from './jobsFile.js';
-import { classify, type PhaseKind, type RuleSet } from './rules.js';
+import {
+  classify,
+  type PhaseKind,
+  type PlacedLine,
+  type RuleSet,
+  type SplitPurpose,
+} from './rules.js';
 
 /** One phase as the split found it. */
 export interface PhaseDraft {
@@ -18,8 +24,11 @@ export interface PhaseDraft {
 export interface PhaseSinkFactory {
   /** A temporary file for the phase; it is renamed or deleted when the split ends. */
   tempFile(name: string, index: number): string;
-  /** Formats one line for the file (raw for `split`, `[id, command]` JSON for a run's spool). */
-  format(name: string, text: string): string | readonly string[];
+  /**
+   * Formats one line for the file (raw for `split`, `[id, command]` JSON for a run's spool).
+   * `ending` is the line's own line break where the rule set reads lines itself, else `\n`.
+   */
+  format(name: string, text: string, ending: '\n' | ''): string | readonly string[];
 }
 
 /** A buffered, backpressure-aware writer of one file. */
@@ -62,6 +71,35 @@ interface Bucket {
 
 const shorten = (text: string) => (text.length > 80 ? `${text.slice(0, 77)}...` : text);
 
+/** A `wait` barrier, or a line with its phase rule. */
+type Placed = { readonly kind: 'wait' } | ({ readonly kind: 'line' } & PlacedLine);
+
+/** The file's entries, each placed by the first phase rule that takes it. */
+async function* classified(path: string, rules: RuleSet): AsyncGenerator<Placed> {
+  for await (const entry of readJobs(path)) {
+    if (entry.kind === 'wait') {
+      yield entry;
+      continue;
+    }
+    const rule = classify(rules, entry.text);
+    if (rule < 0) {
+      throw new InputError(
+        'UNMATCHED_LINE',
+        `line ${entry.line} of \`${path}\` matches no ${rules.name} phase: \`${shorten(entry.text)}\`; add --rest NAME to put such lines in a phase`,
+      );
+    }
+    yield { kind: 'line', number: entry.line, text: entry.text, ending: '\n', rule };
+  }
+}
+
+async function* placed(
+  path: string,
+  rules: RuleSet,
+  purpose: SplitPurpose,
+): AsyncGenerator<Placed> {
+  for await (const line of rules.place?.(path, purpose) ?? []) yield { kind: 'line', ...line };
+}
+
 /**
  * Reads a jobs file once, streaming, and writes each line to its phase's file. Phases come
  * back in order: by stretch between `wait` lines, then by rule. On any error every file
@@ -71,6 +109,7 @@ export async function splitJobs(
   path: string,
   rules: RuleSet,
   sinks: PhaseSinkFactory,
+  purpose: SplitPurpose,
 ): Promise<PhaseDraft[]> {
   const buckets = new Map<string, Bucket>();
   const open = (segment: number, rule: number): Bucket => {
@@ -96,22 +135,16 @@ export async function splitJobs(
     let segment = 1;
     let commands = 0;
     let inSegment = 0;
-    for await (const entry of readJobs(path)) {
+    const entries = rules.place ? placed(path, rules, purpose) : classified(path, rules);
+    for await (const entry of entries) {
       if (entry.kind === 'wait') {
         // Leading and repeated `wait` lines make no empty phases.
         if (inSegment > 0) segment++;
         inSegment = 0;
         continue;
       }
-      const rule = classify(rules, entry.text);
-      if (rule < 0) {
-        throw new InputError(
-          'UNMATCHED_LINE',
-          `line ${entry.line} of \`${path}\` matches no ${rules.name} phase: \`${shorten(entry.text)}\`; add --rest NAME to put such lines in a phase`,
-        );
-      }
-      const bucket = open(segment, rule);
-      const formatted = sinks.format(bucket.name, entry.text);
+      const bucket = open(segment, entry.rule);
+      const formatted = sinks.format(bucket.name, entry.text, entry.ending);
       if (typeof formatted === 'string') {
         await bucket.sink.write(formatted);
         bucket.lines++;
@@ -123,7 +156,11 @@ export async function splitJobs(
       commands++;
       inSegment++;
     }
-    if (commands === 0) throw new InputError('JOBS_EMPTY', `jobs file \`${path}\` has no commands`);
+    // A rule set that reads lines itself splits a file of comments as its original does (into
+    // empty parts); a run of no commands is still an error.
+    if (commands === 0 && !(rules.place && purpose === 'split')) {
+      throw new InputError('JOBS_EMPTY', `jobs file \`${path}\` has no commands`);
+    }
     if (rules.emptyIsError) {
       for (const [index, phase] of rules.phases.entries()) {
         if (phase.name === rules.rest) continue;
@@ -137,6 +174,7 @@ export async function splitJobs(
     }
     if (rules.keepEmpty) {
       const segments = new Set([...buckets.values()].map((bucket) => bucket.segment));
+      if (segments.size === 0) segments.add(1);
       for (const seg of segments) for (const index of rules.phases.keys()) open(seg, index);
     }
     const ordered = [...buckets.values()].sort((a, b) => a.segment - b.segment || a.rule - b.rule);

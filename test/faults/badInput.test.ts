@@ -31,6 +31,7 @@ describe('bad input: one clear line, a distinct exit code, nothing lost or half-
       join(dir, 'binary.sh'),
       Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0x00, 0x0a]),
     );
+    writeFileSync(join(dir, 'nosim.sh'), 'mkdir out\npython -m asreview metrics a -o b\n');
     writeFileSync(join(dir, 'long.sh'), `echo ${'x'.repeat(1024 * 1024 + 10)}\n`);
     mkdirSync(join(dir, 'folder.sh'));
     const unreachable = {
@@ -46,6 +47,12 @@ describe('bad input: one clear line, a distinct exit code, nothing lost or half-
       [['run', 'binary.sh'], {}, 2, /`binary\.sh` is not a text file: NUL byte on line 1/],
       [['run', 'long.sh'], {}, 2, /line 1 of `long\.sh` is longer than 1 MiB/],
       [['run', 'ok.sh', '--rules', 'nonsense'], {}, 2, /unknown rules `nonsense`/],
+      [
+        ['run', 'nosim.sh', '--rules', 'asreview-cloud'],
+        unreachable,
+        2,
+        /`nosim\.sh` has no line containing `simulate`: asreview-cloud's split needs one/,
+      ],
       [['run', 'ok.sh', '--phase', 'a=[z-a]'], {}, 2, /invalid pattern for phase `a`/],
       [
         ['run', 'ok.sh', '--phase', 'no-equals-sign'],

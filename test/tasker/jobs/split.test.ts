@@ -18,22 +18,7 @@ function copyJobs(example: string): string {
 
 const linesOf = (path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean);
 
-describe('--rules asreview-cloud', () => {
-  it.each(EXAMPLES)('makes split-file.py parts of %s byte for byte', async (example) => {
-    const jobs = copyJobs(example);
-    const parts = await splitToParts(jobs, resolveRules({ rules: 'asreview-cloud' }));
-    expect(parts.map((part) => [part.name, part.kind])).toEqual([
-      ['part1', 'serial'],
-      ['part2', 'parallel'],
-      ['part3', 'parallel'],
-    ]);
-    for (const part of [1, 2, 3]) {
-      expect(readFileSync(`${jobs}.part${part}`)).toEqual(
-        readFileSync(join(CORPUS, example, `jobs.sh.part${part}`)),
-      );
-    }
-  });
-});
+// --rules asreview-cloud against the whole corpus: asreviewCloud.test.ts.
 
 describe('--rules makita', () => {
   it.each(EXAMPLES)(
