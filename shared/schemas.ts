@@ -214,6 +214,25 @@ export const Lease = v.object({
   tasks: v.pipe(v.array(LeasedAttempt), v.maxLength(100_000)),
 });
 
+/**
+ * A worker gave tasks of a run back to the queue unrun: it cannot see the run in its state dir
+ * (no stamp there, or another one), so it does not share the run's working directory. Read
+ * tolerantly: only `run`, `worker` and `tasks` are needed.
+ */
+export const GivenBack = v.object({
+  v: v.literal(PROTOCOL_VERSION),
+  run: RunId,
+  worker: nonEmpty,
+  host: v.optional(v.string(), ''),
+  /** The worker's working directory and state dir, as it sees them. */
+  workdir: v.optional(v.string(), ''),
+  stateDir: v.optional(v.string(), ''),
+  /** When the worker gave them back. */
+  at: v.optional(timestamp),
+  /** The attempts given back, `[task, attempt]`; items after the second are ignored. */
+  tasks: v.pipe(v.array(v.looseTuple([TaskId, count(1)])), v.maxLength(MAX_BATCH)),
+});
+
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
 export const ControlMessage = v.variant('action', [
   v.object({ v: v.literal(PROTOCOL_VERSION), action: v.literal('cancel'), run: RunId }),

@@ -8,6 +8,12 @@ export const statePaths = {
   latest: (stateDir: string) => join(stateDir, 'latest'),
   runDir: (stateDir: string, run: string) => join(stateDir, 'runs', run),
   ledger: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'ledger.jsonl'),
+  /**
+   * The run's stamp: a random token the tasker writes when it first opens the run and sends
+   * with each task (header `warren-stamp`). A worker that does not find the same token here
+   * does not share the run's working directory, and gives its tasks back (docs/running.md).
+   */
+  stamp: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'stamp'),
   /** Held by the one tasker writing the run's ledger (proper-lockfile's lock directory). */
   lock: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'tasker.lock'),
   /** Written by `tasker cancel`; a tasker running the run stops when it sees it. */

@@ -23,6 +23,13 @@ export const NAMES = {
 export const RUN_HEADER = 'warren-run';
 
 /**
+ * Header carrying the run's stamp (`statePaths.stamp`) on every task of Warren's tasker: a
+ * worker runs a stamped task only if its own state dir holds the same stamp. A task without it
+ * (a foreign client's, an older tasker's) is run wherever it lands.
+ */
+export const STAMP_HEADER = 'warren-stamp';
+
+/**
  * A worker's claim on its name: an exclusive, auto-delete queue its connection declares, which
  * the broker refuses (RESOURCE_LOCKED) to any other connection while it lives.
  */

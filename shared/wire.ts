@@ -4,7 +4,13 @@ import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from './protocol.
 import { type ResultReading, readResult, readResultBody } from './readResult.js';
 import * as schemas from './schemas.js';
 import { checkSignature } from './signing.js';
-import { NAMES, RESULTS_QUEUE_PATTERN, RUN_HEADER, resultsQueue } from './topology.js';
+import {
+  NAMES,
+  RESULTS_QUEUE_PATTERN,
+  RUN_HEADER,
+  resultsQueue,
+  STAMP_HEADER,
+} from './topology.js';
 
 /** AMQP `type` property of each kind of message Warren sends. */
 export const TYPE = {
@@ -16,6 +22,8 @@ export const TYPE = {
   results: 'warren.results',
   started: 'warren.started',
   lease: 'warren.lease',
+  /** A worker gave tasks of a run back unrun: it does not share the run's working directory. */
+  givenBack: 'warren.given-back',
   control: 'warren.control',
 } as const;
 
@@ -27,6 +35,9 @@ export type StartedNotice = v.InferOutput<typeof schemas.StartedNotice>;
 
 /** A worker's lease on the attempts of a run it holds or runs. */
 export type Lease = v.InferOutput<typeof schemas.Lease>;
+
+/** A worker's word that it gave tasks of a run back: it cannot see the run in its state dir. */
+export type GivenBack = v.InferOutput<typeof schemas.GivenBack>;
 
 /** A control message: `cancel` a run, or `drain` (workers exit once idle). */
 export type ControlMessage = v.InferOutput<typeof schemas.ControlMessage>;
@@ -66,9 +77,13 @@ function parse<T>(content: Buffer, schema: v.GenericSchema<unknown, T>, what: st
 
 /**
  * Body and properties of a message of tasks (docs/protocol.md): one task is a `warren.task`
- * message, several (all of one run) a `warren.batch`.
+ * message, several (all of one run) a `warren.batch`. `stamp`, the run's stamp in the tasker's
+ * state dir, lets a worker tell whether it shares the run's working directory.
  */
-export function encodeTasks(tasks: readonly TaskMessage[]): {
+export function encodeTasks(
+  tasks: readonly TaskMessage[],
+  stamp?: string,
+): {
   content: Buffer;
   options: Options.Publish;
 } {
@@ -88,13 +103,13 @@ export function encodeTasks(tasks: readonly TaskMessage[]): {
       correlationId: first.run,
       replyTo: resultsQueue(first.run),
       timestamp: Math.floor(Date.now() / 1000),
-      headers: { [RUN_HEADER]: first.run },
+      headers: { [RUN_HEADER]: first.run, ...(stamp ? { [STAMP_HEADER]: stamp } : {}) },
     },
   };
 }
 
 /** Body and properties of a message of one task. */
-export const encodeTask = (task: TaskMessage) => encodeTasks([task]);
+export const encodeTask = (task: TaskMessage, stamp?: string) => encodeTasks([task], stamp);
 
 /** A batch's message id: its first task's id and attempt. */
 const batchId = (first: TaskMessage) => `batch.${first.task}.${first.attempt}`;
@@ -119,12 +134,15 @@ function readTasks(message: Message, what: string): Decoded<TaskMessage[]> {
 }
 
 /**
- * Reads a message of the task queue as a worker receives it: one task or a batch, and the
- * results queue they all report to; `reason` says why one is refused.
+ * Reads a message of the task queue as a worker receives it: one task or a batch, the results
+ * queue they all report to, and the run's stamp if it carries one (a header of another type is
+ * taken as none); `reason` says why one is refused.
  */
-export function decodeTasks(
-  message: Message,
-): Decoded<{ readonly tasks: readonly TaskMessage[]; readonly replyTo: string }> {
+export function decodeTasks(message: Message): Decoded<{
+  readonly tasks: readonly TaskMessage[];
+  readonly replyTo: string;
+  readonly stamp: string | undefined;
+}> {
   const decoded = readTasks(message, 'task');
   if (!decoded.ok) return decoded;
   const run = (decoded.value[0] as TaskMessage).run;
@@ -135,7 +153,15 @@ export function decodeTasks(
       reason: `task has reply-to ${JSON.stringify(replyTo ?? null)}, expected ${JSON.stringify(resultsQueue(run))}`,
     };
   }
-  return { ok: true, value: { tasks: decoded.value, replyTo } };
+  const stamp = message.properties.headers?.[STAMP_HEADER] as unknown;
+  return {
+    ok: true,
+    value: {
+      tasks: decoded.value,
+      replyTo,
+      stamp: typeof stamp === 'string' && stamp !== '' ? stamp : undefined,
+    },
+  };
 }
 
 /**
@@ -187,6 +213,14 @@ export function encodeLease(lease: Lease): { content: Buffer; options: Options.P
   };
 }
 
+/** Body and properties of a given-back notice (not persistent: it only informs). */
+export function encodeGivenBack(notice: GivenBack): { content: Buffer; options: Options.Publish } {
+  return {
+    content: json(notice),
+    options: { contentType: 'application/json', type: TYPE.givenBack, correlationId: notice.run },
+  };
+}
+
 export function encodeControl(control: ControlMessage): {
   content: Buffer;
   options: Options.Publish;
@@ -213,6 +247,8 @@ export type ResultsEvent =
   | { readonly kind: 'started'; readonly notice: StartedNotice }
   /** A worker holds or runs these attempts of the run (renewed every lease interval). */
   | { readonly kind: 'lease'; readonly lease: Lease }
+  /** A worker gave these attempts back unrun: it does not share the run's working directory. */
+  | { readonly kind: 'given back'; readonly notice: GivenBack }
   /**
    * A message of tasks the broker dead-lettered (one task, or a batch): no worker finished
    * them (`reason` from x-death).
@@ -277,6 +313,12 @@ export function decodeResultsMessage(message: Message, signingKey?: string): Res
     const decoded = parse(message.content, schemas.Lease, 'lease');
     return decoded.ok
       ? { kind: 'lease', lease: decoded.value }
+      : { kind: 'junk', reason: decoded.reason };
+  }
+  if (type === TYPE.givenBack) {
+    const decoded = parse(message.content, schemas.GivenBack, 'given-back notice');
+    return decoded.ok
+      ? { kind: 'given back', notice: decoded.value }
       : { kind: 'junk', reason: decoded.reason };
   }
   return { kind: 'junk', reason: `unexpected message of type ${JSON.stringify(type ?? null)}` };

@@ -74,6 +74,14 @@ export class TaskConsumer {
   private model: ChannelModel | undefined;
   private topping: Promise<void> | undefined;
   private again = false;
+  /** Takes no deliveries until then (ms since the epoch): see `pause`. */
+  private pausedUntil = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  /**
+   * Whether it consumes anew as what is free changes: an adaptive consumer always; a fixed one
+   * once it paused (its consumer then starts with what is free, and grows back to the limit).
+   */
+  private resizing: boolean;
 
   constructor(
     private readonly queue: string,
@@ -83,7 +91,53 @@ export class TaskConsumer {
     private readonly adaptive = false,
     /** Tasks running now: a batch can keep more slots busy than it is deliveries. */
     private readonly running: () => number = () => 0,
-  ) {}
+  ) {
+    this.resizing = adaptive;
+  }
+
+  /**
+   * Takes no deliveries for `ms` (or till a longer pause ends): cancels the consumer, keeping
+   * the channel and the deliveries held on it, and consumes again after. Resolves once no
+   * delivery comes any more (the broker's cancel-ok). A worker backs off this way when it
+   * meets runs it cannot see, so that their tasks go to workers that can.
+   */
+  async pause(ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    if (until > this.pausedUntil) {
+      this.pausedUntil = until;
+      this.resizing = true;
+      clearTimeout(this.resumeTimer);
+      this.resumeTimer = setTimeout(() => {
+        this.pausedUntil = 0;
+        this.topUp();
+      }, ms);
+      this.resumeTimer.unref();
+    }
+    for (;;) {
+      while (this.topping) await this.topping.catch(() => {});
+      const state = this.current;
+      if (state.kind !== 'consuming' || !state.tag || !this.paused()) return;
+      const tag = state.tag;
+      state.tag = '';
+      this.topping = state.channel
+        .cancel(tag)
+        .then(
+          () => {},
+          () => {},
+        )
+        .finally(() => {
+          this.topping = undefined;
+          if (this.again) {
+            this.again = false;
+            this.topUp();
+          }
+        });
+    }
+  }
+
+  private paused(): boolean {
+    return this.pausedUntil > Date.now();
+  }
 
   /** A task ended: a slot may be free for one more delivery. */
   nudge(): void {
@@ -113,13 +167,14 @@ export class TaskConsumer {
    * earlier consumers settled, or the limit changed. One at a time.
    */
   private topUp(): void {
-    if (!this.adaptive) return;
+    if (!this.resizing) return;
     if (this.topping) {
       this.again = true;
       return;
     }
     const state = this.current;
-    if (state.kind !== 'consuming') return;
+    // Paused: `pause` cancelled the consumer, and its timer tops up again.
+    if (state.kind !== 'consuming' || this.paused()) return;
     let held = 0;
     for (const count of state.held.values()) held += count;
     const mine = state.tag ? (state.held.get(state.tag) ?? 0) : 0;
@@ -157,7 +212,7 @@ export class TaskConsumer {
     let held = 0;
     for (const count of state.held.values()) held += count;
     const free = this.free(held);
-    if (free <= 0 || this.current !== state) return;
+    if (free <= 0 || this.current !== state || this.paused()) return;
     await channel.prefetch(free);
     // Deliveries can come before consume() resolves: the tag is known by then from the first.
     let known = '';
@@ -298,12 +353,15 @@ export class TaskConsumer {
       started = resolve;
     });
     try {
-      const { consumerTag } = await channel.consume(
-        this.queue,
-        (message) => void this.onDelivery(channel, message, ''),
-        { noAck: false },
-      );
-      consuming.tag = consumerTag;
+      // Paused (a new channel while backing off): the pause's timer consumes.
+      if (!this.paused()) {
+        const { consumerTag } = await channel.consume(
+          this.queue,
+          (message) => void this.onDelivery(channel, message, ''),
+          { noAck: false },
+        );
+        consuming.tag = consumerTag;
+      }
     } catch (error) {
       // The queue went before we consumed it: the channel's close waits for it to come back.
       if (!isNotFound(error)) throw error;
@@ -331,6 +389,7 @@ export class TaskConsumer {
 
   /** Stops deliveries but keeps the channel: the running tasks' deliveries are acked on it. */
   async stop(): Promise<void> {
+    clearTimeout(this.resumeTimer);
     const state = this.current;
     this.current = {
       kind: 'stopped',

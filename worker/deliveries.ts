@@ -1,9 +1,10 @@
+import { hostname } from 'node:os';
 import type { Channel, ConsumeMessage, Message } from 'amqplib';
 import { type SlotOutcome, SlotPool, type SlotPoolOptions } from '../exec/index.js';
 import { formatDuration } from '../shared/duration.js';
 import { describeSystemError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import type { TaskMessage, TaskResult } from '../shared/protocol.js';
+import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { checkSignature } from '../shared/signing.js';
 import { NAMES } from '../shared/topology.js';
 import { decodeTasks } from '../shared/wire.js';
@@ -13,6 +14,7 @@ import { Leases } from './leases.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { ResultPublisher } from './publisher.js';
 import type { Recent } from './recent.js';
+import type { RunSight } from './runSight.js';
 
 /** What the worker's deliveries need from the rest of the worker. */
 export interface DeliveriesOptions {
@@ -29,6 +31,13 @@ export interface DeliveriesOptions {
   readonly publisher: ResultPublisher;
   readonly markers: InflightMarkers;
   readonly recent: Recent;
+  /** Which runs the worker can see in its state dir (`slots.stateDir`). */
+  readonly sight: RunSight;
+  /**
+   * Take no deliveries for `ms` (a delivery of a run the worker cannot see was given back);
+   * resolves once none comes any more.
+   */
+  readonly backOff?: (ms: number) => Promise<void>;
   /** Whether deliveries of `channel` are still acknowledged on it (it is the consumer's). */
   readonly isCurrent: (channel: Channel) => boolean;
   /** A delivery came or a task ended: the worker is not idle. */
@@ -118,9 +127,18 @@ export class Deliveries {
       refuse(decoded.reason);
       return;
     }
-    const { tasks, replyTo } = decoded.value;
+    const { tasks, replyTo, stamp } = decoded.value;
     if (message.fields.redelivered) this.options.redelivered?.();
     const alive = await publisher.isAlive(replyTo);
+    const run = (tasks[0] as TaskMessage).run;
+    // A stamped task of a live run this worker cannot see: not here to run (docs/running.md).
+    if (alive && stamp && !recent.cancelled(run) && !this.options.sight.sees(run, stamp)) {
+      await this.giveBackUnseen(channel, message, tasks, replyTo);
+      return;
+    }
+    this.options.sight.hit();
+    if (stamp && this.options.sight.seen(run))
+      log.info({ run }, `run ${run} is in this worker's state dir now: taking its tasks`);
     // Done already, or its run is over: not run.
     const runnable = tasks.filter(
       (task) => alive && !recent.resultIn(task) && !recent.cancelled(task.run),
@@ -146,6 +164,42 @@ export class Deliveries {
       this.leases.hold(job);
       this.pool.add(job);
     }
+  }
+
+  /**
+   * Gives back, unrun, a delivery of a run this worker cannot see in its state dir: says so
+   * (once per run), tells the run's tasker, and takes no deliveries for a while (longer each
+   * time while it meets only such runs) so that a worker that shares the run's working
+   * directory gets it. The consumer is cancelled before the nack, so the delivery cannot come
+   * straight back here. (Before RabbitMQ 4.3 the nack counts toward the task's delivery limit:
+   * the tasker publishes again, as the same attempt, a task dead-lettered by such give-backs.)
+   */
+  private async giveBackUnseen(
+    channel: Channel,
+    message: Message,
+    tasks: readonly TaskMessage[],
+    replyTo: string,
+  ): Promise<void> {
+    const { log, sight, publisher, worker, slots } = this.options;
+    const run = (tasks[0] as TaskMessage).run;
+    if (sight.firstMiss(run))
+      log.warn(
+        { run },
+        `run ${run} is not in this worker's state dir ${slots.stateDir} (${sight.found(run)} in runs/${run}/stamp): this worker, in ${slots.workdir}, does not share the run's working directory, so it gives the run's tasks back for a worker that does. Start workers in the run's working directory (--workdir, or on the same volume)`,
+      );
+    await this.options.backOff?.(sight.missed());
+    safely(() => channel.nack(message, false, true));
+    this.options.released?.(channel, message);
+    publisher.givenBack(replyTo, {
+      v: PROTOCOL_VERSION,
+      run,
+      worker,
+      host: hostname(),
+      workdir: slots.workdir,
+      stateDir: slots.stateDir,
+      at: new Date().toISOString(),
+      tasks: tasks.map((task) => [task.task, task.attempt] as [string, number]),
+    });
   }
 
   /** The deliveries none of whose tasks started in `waitedMs`, while no slot is free. */

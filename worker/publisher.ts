@@ -2,7 +2,14 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import type { Logger } from '../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../shared/protocol.js';
 import { NAMES } from '../shared/topology.js';
-import { encodeLease, encodeResults, encodeStarted, type Lease } from '../shared/wire.js';
+import {
+  encodeGivenBack,
+  encodeLease,
+  encodeResults,
+  encodeStarted,
+  type GivenBack,
+  type Lease,
+} from '../shared/wire.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -150,6 +157,19 @@ export class ResultPublisher {
       this.channel?.publish(NAMES.resultsExchange, replyTo, content, options);
     } catch {
       // the channel is gone: the next lease goes on the next one
+    }
+  }
+
+  /**
+   * Tells a run's tasker that tasks of it were given back unrun (this worker cannot see the
+   * run), without waiting: losing one costs only the tasker's word on it.
+   */
+  givenBack(replyTo: string, notice: GivenBack): void {
+    const { content, options } = encodeGivenBack(notice);
+    try {
+      this.channel?.publish(NAMES.resultsExchange, replyTo, content, options);
+    } catch {
+      // the channel is gone: the next give-back says it
     }
   }
 

@@ -16,6 +16,7 @@ import { WorkerMetrics } from './metrics.js';
 import { NameClaim } from './nameClaim.js';
 import { ResultPublisher } from './publisher.js';
 import { Recent } from './recent.js';
+import { RunSight } from './runSight.js';
 
 /**
  * Where a worker is in its life: `starting` (connecting, and waiting for the task queue),
@@ -87,6 +88,8 @@ export class Worker {
       publisher: this.publisher,
       markers: this.markers,
       recent: this.recent,
+      sight: new RunSight(config.stateDir),
+      backOff: (ms) => this.consumer.pause(ms),
       isCurrent: (channel) => this.consumer.isCurrent(channel),
       active: () => {
         this.lastActivity = Date.now();

@@ -72,6 +72,8 @@ export async function runPhases(
   // `tasker cancel` reaches a running tasker two ways: a request file in the run's directory
   // (checked every second) and, with a broker, a message on the control exchange.
   let cancel = () => {};
+  // Known once the session is open, before any task is published: it goes with each of them.
+  let stamp: string | undefined;
   // Connect before anything is recorded: an unreachable broker leaves no half-made run. (The
   // live view and the progress bars below load as late: a local run's start does not pay for
   // what it does not use.)
@@ -82,6 +84,7 @@ export async function runPhases(
     onCancel: () => cancel(),
     // A `--no-wait` run publishes and leaves: its results stay queued for `tasker collect`.
     leaveResults: request.noWait,
+    stamp: () => stamp,
   });
   const transports = { parallel, serial: localPool(config, log, { slots: 1, prefix: 'tasker' }) };
   let opened: Awaited<ReturnType<typeof openSession>>;
@@ -99,6 +102,7 @@ export async function runPhases(
     throw error;
   }
   const { session, plans } = opened;
+  stamp = session.stamp;
   const runLog = log.child({ run });
   let view: Awaited<ReturnType<typeof import('../observe/liveView.js').startLiveView>> | undefined;
   if (config.httpPort > 0) {

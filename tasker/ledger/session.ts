@@ -11,6 +11,7 @@ import type { PhasePlan } from '../jobs/index.js';
 import { LEDGER_VERSION, LedgerWriter } from './ledger.js';
 import { LOCK, lockOptions } from './runLock.js';
 import { loadRunMemory, type RunMemory } from './runMemory.js';
+import { runStamp } from './runStamp.js';
 
 /** A run opened by this tasker process: locked, with its ledger open for appending. */
 export interface Session {
@@ -19,6 +20,8 @@ export interface Session {
   readonly resumed: boolean;
   readonly ledger: LedgerWriter;
   readonly memory: RunMemory;
+  /** The run's stamp (`runStamp`): sent with its tasks, so workers tell whether they share it. */
+  readonly stamp: string;
   /** Records the exit code, flushes the ledger and releases the run. */
   close(exitCode: number): Promise<void>;
 }
@@ -111,6 +114,7 @@ export async function openSession(options: {
       );
     }
     const plans = await options.plan(run);
+    const stamp = runStamp(options.stateDir, run);
     const ledger = LedgerWriter.open(ledgerPath);
     ledger.append({
       type: 'run',
@@ -135,6 +139,7 @@ export async function openSession(options: {
       resumed: records > 0,
       ledger,
       memory,
+      stamp,
       close: async (exitCode) => {
         ledger.append({ type: 'run-end', at: new Date().toISOString(), exitCode });
         ledger.close();

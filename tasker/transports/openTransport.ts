@@ -34,6 +34,11 @@ export interface OpenTransportOptions {
   /** Leave results for `tasker collect` (`send --no-wait`); see RabbitTransportOptions. */
   readonly leaveResults?: boolean;
   /**
+   * The run's stamp in the state dir, sent with each task so that a worker that does not share
+   * the run's working directory gives its tasks back (none: tasks go unstamped).
+   */
+  readonly stamp?: () => string | undefined;
+  /**
    * `run` (the default) to run tasks and read their results, `control` for `tasker cancel`
    * (connects and declares nothing).
    */
@@ -78,6 +83,8 @@ export async function openTransport(
       onCancel: options.onCancel,
       leaveResults: options.leaveResults,
       purpose: options.purpose,
+      stamp: options.stamp,
+      workdir: 'workdir' in settings ? settings.workdir : undefined,
     });
     return { transport, why: 'broker configured' };
   }

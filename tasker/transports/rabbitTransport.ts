@@ -36,6 +36,10 @@ export interface RabbitTransportOptions {
    * that is over must not get its results queue back), so it cannot take tasks.
    */
   readonly purpose?: 'run' | 'control';
+  /** The run's stamp, sent with each task (see openTransport). */
+  readonly stamp?: (() => string | undefined) | undefined;
+  /** The run's working directory, for what the tasker says of workers that do not share it. */
+  readonly workdir?: string | undefined;
 }
 
 /**
@@ -66,6 +70,7 @@ export class RabbitTransport implements Transport {
       queue: options.queue,
       window: options.window,
       signingKey: options.signingKey,
+      stamp: options.stamp,
       log: options.log,
       confirmed: (tasks) => this.listener?.queued(tasks),
       fail: (error) => this.fail(error),
@@ -93,6 +98,7 @@ export class RabbitTransport implements Transport {
         log: options.log,
         fail: (error) => this.fail(error),
         closing: () => this.state === 'closing',
+        workdir: options.workdir,
         unbatch: async (tasks) => {
           for (const task of tasks) await this.publisher.submit([task], () => this.failure);
         },

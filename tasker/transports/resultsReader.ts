@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import { isKnownFailure, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
 import type { ResultReading } from '../../shared/readResult.js';
 import { decodeResultsMessage, type ResultsEvent } from '../../shared/wire.js';
+import { Strays } from './strays.js';
 import type { TransportListener } from './transport.js';
 
 /** Results taken from the run's queue before their ledger lines are written and acked. */
@@ -27,6 +28,8 @@ export interface ResultsReaderOptions {
    * the broker has them.
    */
   readonly unbatch: (tasks: readonly TaskMessage[]) => Promise<void>;
+  /** The run's working directory, for what is said of workers that do not share it. */
+  readonly workdir?: string | undefined;
 }
 
 /**
@@ -43,11 +46,19 @@ export class ResultsReader {
   >();
   /** Failure classes this tasker does not know that results came with: each logged once. */
   private readonly foreignClasses = new Set<string>();
+  /** Workers that gave the run's tasks back: they do not share its working directory. */
+  private readonly strays: Strays;
 
   constructor(
     private readonly options: ResultsReaderOptions,
     private readonly listener: () => TransportListener | undefined,
-  ) {}
+  ) {
+    this.strays = new Strays({
+      workdir: options.workdir,
+      deliveryLimit: options.deliveryLimit,
+      log: options.log,
+    });
+  }
 
   /** Starts consuming on `model`; `isCurrent` tells whether that connection is still the one. */
   async consume(model: ChannelModel, isCurrent: () => boolean): Promise<void> {
@@ -77,6 +88,7 @@ export class ResultsReader {
 
   /** Stops reading (the transport is closing): what is not acknowledged goes back to the queue. */
   async stop(): Promise<void> {
+    this.strays.close();
     await this.channel?.close().catch(() => {});
   }
 
@@ -106,6 +118,7 @@ export class ResultsReader {
         );
         break;
       case 'started':
+        this.strays.sharing();
         listener.started(
           event.notice.task,
           event.notice.attempt,
@@ -114,6 +127,7 @@ export class ResultsReader {
         );
         break;
       case 'lease':
+        this.strays.sharing();
         listener.leased?.(
           event.lease.run,
           event.lease.tasks.map(([task, attempt]) => [task, attempt] as const),
@@ -121,15 +135,16 @@ export class ResultsReader {
           new Date(event.lease.at),
         );
         break;
+      case 'given back':
+        this.strays.givenBack(event.notice);
+        break;
       case 'dead':
         done =
           event.tasks.length > 1 && event.reason === 'delivery_limit'
             ? this.unbatchDead(event.tasks)
-            : Promise.all(
-                event.tasks.map((task) =>
-                  listener.result(deadLetterResult(task, event, this.options.deliveryLimit)),
-                ),
-              ).then(() => {});
+            : Promise.all(event.tasks.map((task) => this.dead(task, event, listener))).then(
+                () => {},
+              );
         break;
       case 'junk':
         this.options.log.warn(`dropped a message on \`${this.options.queue}\`: ${event.reason}`);
@@ -152,6 +167,8 @@ export class ResultsReader {
       this.options.log.warn(`dropped a result on \`${this.options.queue}\`: ${reading.reason}`);
       return Promise.resolve();
     }
+    this.strays.sharing();
+    this.strays.ended(reading.result.task, reading.result.attempt);
     if (reading.kind === 'unreadable')
       this.options.log.warn(
         { task: reading.result.task, attempt: reading.result.attempt },
@@ -161,7 +178,26 @@ export class ResultsReader {
     return Promise.resolve(listener.result(reading.result));
   }
 
+  /**
+   * A task the broker dead-lettered: failed, final; or, if workers that cannot see the run
+   * gave it back until its delivery limit ran out, published again as the same attempt.
+   */
+  private dead(
+    task: TaskMessage,
+    event: Extract<ResultsEvent, { kind: 'dead' }>,
+    listener: TransportListener,
+  ): Promise<void> {
+    if (event.reason === 'delivery_limit' && this.strays.deadLettered(task)) {
+      this.strays.republished([task]);
+      return this.options.unbatch([task]);
+    }
+    return Promise.resolve(
+      listener.result(deadLetterResult(task, event, this.options.deliveryLimit)),
+    );
+  }
+
   private unbatchDead(tasks: readonly TaskMessage[]): Promise<void> {
+    this.strays.republished(tasks);
     this.options.log.warn(
       `the broker gave up on a batch of ${tasks.length} tasks (delivered ${this.options.deliveryLimit + 1} times, never finished): publishing each on its own, so that only a task that kills its worker fails`,
     );

@@ -21,6 +21,8 @@ export interface TaskPublisherOptions {
   readonly window: number;
   /** Signs every task (HMAC-SHA256) when set. */
   readonly signingKey?: string | undefined;
+  /** The run's stamp, a header of every message (none: no header). */
+  readonly stamp?: (() => string | undefined) | undefined;
   readonly log: Logger;
   /** Tasks the broker confirmed it holds, in batches. */
   readonly confirmed: (tasks: readonly TaskMessage[]) => void;
@@ -199,7 +201,7 @@ export class TaskPublisher {
   }
 
   private parcel(tasks: readonly TaskMessage[]): Parcel {
-    const encoded = encodeTasks(tasks);
+    const encoded = encodeTasks(tasks, this.options.stamp?.());
     const { content } = encoded;
     const options = this.options.signingKey
       ? sign(this.options.signingKey, content, encoded.options)
