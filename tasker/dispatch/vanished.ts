@@ -32,7 +32,7 @@ export function planVanished(
           { run: where.run, phase: where.phase, task: id, attempt: table.attempt(slot) },
           {
             failure: 'lost',
-            reason: `its message vanished from ${where.queue} ${MAX_VANISHED_AGAIN + 1} times (purged, deleted, or dropped by a broker policy?)`,
+            reason: `its message vanished from ${where.queue} ${MAX_VANISHED_AGAIN + 1} times (purged, deleted, dropped by a broker policy, or held by a worker that sends no leases?)`,
             worker: '',
             host: '',
             startedAt: new Date().toISOString(),
