@@ -40,7 +40,7 @@ export async function statusCommand(flags: StatusFlags): Promise<number> {
       process.stdout.write(`${shown ? '\n' : ''}${text}`);
     }
     shown = text;
-    if (status.state !== 'running') return EXIT.OK;
+    if (status.state !== 'running' && status.state !== 'cancelling') return EXIT.OK;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
