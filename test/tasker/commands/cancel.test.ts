@@ -46,7 +46,7 @@ describe('tasker cancel', () => {
         'echo later too',
       ].join('\n'),
     );
-    const run = tasker(['run', 'jobs.sh', '-j', '2', '--run-id', 'c-1', '--kill-grace', '3s'], {
+    const run = tasker(['run', 'jobs.sh', '-j', '2', '--run-id', 'c-1', '--kill-grace', '8s'], {
       cwd: dir,
     });
     await waitFor(() => processesIn(dir).length >= 4, 15_000, 'the two tasks running');
