@@ -1,5 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import lockfile from 'proper-lockfile';
+import { SECOND } from '../../shared/duration.js';
 import { describeSystemError, InfraError, InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { statePaths } from '../../shared/statePaths.js';
@@ -7,11 +8,16 @@ import type { BrokerCommandConfig } from '../config.js';
 import { isRunActive, LedgerWriter, lockOptions } from '../ledger/index.js';
 import { openTransport, usesBroker } from '../transports/index.js';
 
+/** How long `tasker cancel` waits for a running tasker to stop. */
+const STOP_WAIT_MS = 30 * SECOND;
+
 /** How `tasker cancel` went, for its one line of output. */
 export interface Cancelled {
   readonly run: string;
   /** A tasker was running the run and was asked to stop (it records the cancel itself). */
   readonly taskerAsked: boolean;
+  /** That tasker stopped, and recorded the cancel, within `STOP_WAIT_MS`. */
+  readonly taskerStopped: boolean;
   /** Workers were told over the control exchange. */
   readonly workersTold: boolean;
 }
@@ -80,5 +86,16 @@ export async function cancelRun(
       await release();
     }
   }
-  return { run, taskerAsked: taskerRunning, workersTold };
+  // A tasker asked to stop is waited for a while, so that what `tasker status` says next is
+  // what the run ended as; one that takes longer (a task that ignores SIGTERM on a worker with
+  // a long grace) is left to it: status says `cancelling` meanwhile.
+  let taskerStopped = false;
+  if (taskerRunning) {
+    const deadline = Date.now() + STOP_WAIT_MS;
+    while (!taskerStopped && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      taskerStopped = !(await isRunActive(config.stateDir, run));
+    }
+  }
+  return { run, taskerAsked: taskerRunning, taskerStopped, workersTold };
 }

@@ -14,7 +14,11 @@ export async function cancelCommand(flags: TaskerFlags): Promise<number> {
   const { cancelRun } = await import('./cancel.js');
   const done = await cancelRun(config, run, log);
   const how = [
-    done.taskerAsked ? 'its tasker is stopping and records it' : 'recorded in its ledger',
+    !done.taskerAsked
+      ? 'recorded in its ledger'
+      : done.taskerStopped
+        ? 'its tasker stopped and recorded it'
+        : 'its tasker is still stopping and records it when it has (`tasker status` says cancelling until then)',
     done.workersTold
       ? 'workers told to stop its tasks'
       : 'no broker configured, so no workers told',

@@ -20,6 +20,7 @@ export async function logsCommand(
       err: (bytes) => process.stderr.write(bytes),
     },
     note: (line) => process.stderr.write(`tasker: ${line}\n`),
+    cwd: process.cwd(),
   });
   return EXIT.OK;
 }

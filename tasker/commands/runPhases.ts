@@ -124,8 +124,9 @@ export async function runPhases(
   runLog.info(
     `${session.resumed ? 'resuming' : 'started'} run ${run}: ${transports.parallel.mode} mode, ${transports.parallel.description} (${why}); ${plural(plans.length, 'phase')}`,
   );
+  // Bars only where they can be redrawn in place: readable logs on a terminal.
   const progress =
-    isReadable(config.logFormat) && plans.length > 0
+    isReadable(config.logFormat) && process.stderr.isTTY === true && plans.length > 0
       ? new (await import('../observe/progress.js')).Progress(plans.map((plan) => plan.name))
       : undefined;
   const brokerView = new BrokerViewFile(statePaths.brokerView(config.stateDir, run));

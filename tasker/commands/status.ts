@@ -19,7 +19,14 @@ export async function statusCommand(flags: StatusFlags): Promise<number> {
   const run = config.runId ?? (await latestRun(config.stateDir));
   const render = async () => {
     const status = await runStatus(config.stateDir, run);
-    if (!flags.json) return { status, text: formatStatus(status, flags.failed ?? false) };
+    if (!flags.json)
+      return {
+        status,
+        text: formatStatus(status, flags.failed ?? false, {
+          stateDir: config.stateDir,
+          cwd: process.cwd(),
+        }),
+      };
     const tasks = flags.failed
       ? status.tasks.filter((task) => task.state === 'failed')
       : status.tasks;
@@ -40,7 +47,7 @@ export async function statusCommand(flags: StatusFlags): Promise<number> {
       process.stdout.write(`${shown ? '\n' : ''}${text}`);
     }
     shown = text;
-    if (status.state !== 'running') return EXIT.OK;
+    if (status.state !== 'running' && status.state !== 'cancelling') return EXIT.OK;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }

@@ -1,3 +1,4 @@
+import { isAbsolute, join, relative } from 'node:path';
 import { formatDuration } from '../../shared/duration.js';
 import type { PhaseStatus, RunStatus } from './status.js';
 
@@ -62,8 +63,26 @@ function brokerLine(status: RunStatus): string[] {
   return ['', line, ...(broker.note ? [broker.note] : [])];
 }
 
+/** Where the reader is and the state dir is: log paths are printed for that reader to open. */
+export interface Viewpoint {
+  /** Absolute. */
+  readonly stateDir: string;
+  /** Absolute: the directory the command was started in. */
+  readonly cwd: string;
+}
+
+/**
+ * A path in the state dir (as the ledger keeps them, relative to it) as the reader can open it:
+ * relative to their directory when it is inside it, absolute otherwise.
+ */
+export function openablePath(file: string, where: Viewpoint): string {
+  const absolute = isAbsolute(file) ? file : join(where.stateDir, file);
+  const near = relative(where.cwd, absolute);
+  return near && !near.startsWith('..') && !isAbsolute(near) ? near : absolute;
+}
+
 /** The human form of `tasker status`. */
-export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
+export function formatStatus(status: RunStatus, onlyFailed: boolean, where: Viewpoint): string {
   const when = status.startedAt
     ? `, started ${status.startedAt.replace('T', ' ').slice(0, 19)} UTC`
     : '';
@@ -96,7 +115,7 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean): string {
         );
       if (task.logs)
         lines.push(
-          `    log: ${task.logs.stderr.file} (bytes ${task.logs.stderr.start}-${task.logs.stderr.end})`,
+          `    log: ${openablePath(task.logs.stderr.file, where)} (bytes ${task.logs.stderr.start}-${task.logs.stderr.end})`,
         );
     }
   }

@@ -1,8 +1,9 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../shared/errors.js';
 import type { LogSpan } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
+import { openablePath } from './formatStatus.js';
 import { runStatus, type TaskStatus } from './status.js';
 
 const POLL_MS = 500;
@@ -86,21 +87,55 @@ export async function showLogs(options: {
   readonly query: string;
   readonly follow: boolean;
   readonly streams: Streams;
-  /** Said once when the task has not started (yet). */
+  /** Said once when the task has not started (yet), or wrote nothing. */
   readonly note: (line: string) => void;
+  /** Where the reader is: paths in messages are given so that they open from there. */
+  readonly cwd: string;
 }): Promise<TaskStatus> {
   const { stateDir, run, streams } = options;
+  const shown = (path: string) => openablePath(path, { stateDir, cwd: options.cwd });
   let task = findTask((await runStatus(stateDir, run)).tasks, options.query);
   const refresh = async () => {
     const found = (await runStatus(stateDir, run)).tasks.find((other) => other.id === task.id);
     if (found) task = found;
   };
+  /** The slot log holding a span: here, and long enough, or said why not. */
+  const spanFile = (span: LogSpan): string => {
+    const path = join(stateDir, span.file);
+    if (!existsSync(path)) {
+      throw new InputError(
+        'LOG_NOT_HERE',
+        `task ${task.id}'s log is not in this state dir: no \`${shown(path)}\` (it ran on ${task.worker ?? 'a worker'}: a worker with another working directory keeps its logs in the state dir there; or the file was removed)`,
+      );
+    }
+    const size = statSync(path).size;
+    if (size < span.end) {
+      throw new InputError(
+        'LOG_CUT',
+        `task ${task.id}'s output ends at byte ${span.end} of \`${shown(path)}\`, which holds ${size} bytes: the file was cut or replaced`,
+      );
+    }
+    return path;
+  };
   const ended = (logs: { stdout: LogSpan; stderr: LogSpan }) => {
-    streams.out(readBytes(join(stateDir, logs.stdout.file), logs.stdout.start, logs.stdout.end));
-    streams.err(readBytes(join(stateDir, logs.stderr.file), logs.stderr.start, logs.stderr.end));
+    const files = { out: spanFile(logs.stdout), err: spanFile(logs.stderr) };
+    if (logs.stdout.end <= logs.stdout.start && logs.stderr.end <= logs.stderr.start) {
+      options.note(
+        `task ${task.id} wrote no output (to \`${shown(files.out)}\` or \`${shown(files.err)}\`)`,
+      );
+      return;
+    }
+    streams.out(readBytes(files.out, logs.stdout.start, logs.stdout.end));
+    streams.err(readBytes(files.err, logs.stderr.start, logs.stderr.end));
   };
   if (task.logs && task.state !== 'running') {
     ended(task.logs);
+    return task;
+  }
+  if (task.state === 'succeeded' || task.state === 'failed') {
+    options.note(
+      `task ${task.id} ${task.state}, but its result names no log file (from a worker that keeps none?)`,
+    );
     return task;
   }
   if (task.state !== 'running') {
@@ -125,6 +160,12 @@ export async function showLogs(options: {
     out: join(stateDir, statePaths.slotLog(run, slot, 'out')),
     err: join(stateDir, statePaths.slotLog(run, slot, 'err')),
   };
+  if (!existsSync(files.out) && !existsSync(files.err) && !options.follow) {
+    throw new InputError(
+      'LOG_NOT_HERE',
+      `task ${task.id} runs on ${slot}, whose log is not in this state dir: no \`${shown(files.out)}\` (a worker with another working directory keeps its logs in the state dir there)`,
+    );
+  }
   const at = { out: runningStart(files.out, header), err: runningStart(files.err, header) };
   const pump = (stream: 'out' | 'err', end?: number) => {
     const start = at[stream];
@@ -147,6 +188,11 @@ export async function showLogs(options: {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     await refresh();
     if (task.state !== 'running' && task.logs) {
+      // Ended before any of it was seen here: all of it, or why not.
+      if (at.out === undefined && at.err === undefined) {
+        ended(task.logs);
+        return task;
+      }
       // Ended: the rest, up to where its result says its output stops.
       pump('out', task.logs.stdout.end);
       pump('err', task.logs.stderr.end);

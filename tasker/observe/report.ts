@@ -24,6 +24,30 @@ const COLOURS = {
   running: '#3b7dd8',
 } as const;
 
+/** Label rows above the timeline: 11px monospace, about 7px a character. */
+const LABEL = { charWidth: 7, gap: 8, lane: 13, first: 10 } as const;
+
+/**
+ * Puts each phase label in the first row where it clears the labels before it, so that the
+ * labels of short phases, whose starts are close, never overlap: a label that would run past
+ * the right edge ends at its line instead of starting there.
+ */
+export function labelLanes(
+  labels: readonly { readonly x: number; readonly text: string }[],
+  right: number,
+): { x: number; anchor: 'start' | 'end'; lane: number }[] {
+  const ends: number[] = [];
+  return labels.map(({ x, text }) => {
+    const width = text.length * LABEL.charWidth;
+    const anchor = x + width > right ? 'end' : 'start';
+    const from = anchor === 'start' ? x : x - width;
+    let lane = ends.findIndex((end) => end + LABEL.gap <= from);
+    if (lane < 0) lane = ends.length;
+    ends[lane] = from + width;
+    return { x, anchor, lane };
+  });
+}
+
 function timeline(bars: Bar[], phaseStarts: readonly PhaseStart[]): string {
   if (bars.length === 0) return '<p class="empty">No attempt has started yet.</p>';
   const drawn =
@@ -38,9 +62,16 @@ function timeline(bars: Bar[], phaseStarts: readonly PhaseStart[]): string {
   const left = 170;
   const width = 1100;
   const row = 16;
-  const top = 24;
-  const height = top + slots.length * row + 24;
   const x = (t: number) => left + ((t - t0) / (t1 - t0)) * width;
+  const starts = [...phaseStarts].sort((a, b) => a.at - b.at);
+  const names = starts.map((phase) => short(phase.phase, 24));
+  const lanes = labelLanes(
+    starts.map((phase, i) => ({ x: x(phase.at), text: names[i] ?? '' })),
+    left + width + 20,
+  );
+  const laneCount = Math.max(1, ...lanes.map((label) => label.lane + 1));
+  const top = 24 + (laneCount - 1) * LABEL.lane;
+  const height = top + slots.length * row + 24;
   const parts: string[] = [];
   parts.push(
     `<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${left + width + 20}" height="${height}" role="img" aria-label="timeline of every attempt per worker slot">`,
@@ -63,13 +94,15 @@ function timeline(bars: Bar[], phaseStarts: readonly PhaseStart[]): string {
       `<rect class="task ${bar.state}" x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${row - 4}" fill="${COLOURS[bar.state]}" data-task="${bar.task}"><title>${esc(title)}</title></rect>`,
     );
   }
-  for (const phase of phaseStarts) {
-    const px = x(phase.at).toFixed(1);
+  starts.forEach((phase, i) => {
+    const label = lanes[i] ?? { x: x(phase.at), anchor: 'start', lane: 0 };
+    const px = label.x.toFixed(1);
+    const y = LABEL.first + label.lane * LABEL.lane;
     parts.push(
-      `<line class="phase" x1="${px}" x2="${px}" y1="12" y2="${height - 18}" stroke="#333" stroke-dasharray="4 3"/>`,
-      `<text x="${px}" y="10" class="phase-label">${esc(short(phase.phase, 24))}</text>`,
+      `<line class="phase" x1="${px}" x2="${px}" y1="${y + 2}" y2="${height - 18}" stroke="#333" stroke-dasharray="4 3"/>`,
+      `<text x="${px}" y="${y}" text-anchor="${label.anchor}" class="phase-label">${esc(names[i] ?? '')}<title>phase ${esc(phase.phase)} started ${iso(phase.at)} UTC</title></text>`,
     );
-  }
+  });
   parts.push(
     `<text x="${left}" y="${height - 4}" class="axis">${iso(t0)} UTC</text>`,
     `<text x="${left + width}" y="${height - 4}" text-anchor="end" class="axis">${iso(t1)} UTC (${formatDuration(t1 - t0)})</text>`,

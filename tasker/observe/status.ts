@@ -56,9 +56,20 @@ export interface PhaseStatus {
 /** `tasker status --json`. */
 export interface RunStatus {
   run: string;
-  /** `running` while a tasker holds the run; otherwise how its last tasker ended. */
-  /** `waiting`: published with `send --no-wait`, results not collected yet. */
-  state: 'running' | 'waiting' | 'succeeded' | 'failed' | 'interrupted' | 'cancelled' | 'error';
+  /**
+   * `running` while a tasker holds the run (`cancelling` once `tasker cancel` asked it to stop);
+   * otherwise how its last tasker ended. `waiting`: published with `send --no-wait`, results not
+   * collected yet.
+   */
+  state:
+    | 'running'
+    | 'cancelling'
+    | 'waiting'
+    | 'succeeded'
+    | 'failed'
+    | 'interrupted'
+    | 'cancelled'
+    | 'error';
   mode: string | null;
   startedAt: string | null;
   finishedAt: string | null;
@@ -162,6 +173,8 @@ export async function runStatus(
   if (!existsSync(ledgerPath))
     throw new InputError('NO_SUCH_RUN', `no run \`${run}\` in \`${stateDir}\``);
   const active = await isRunActive(stateDir, run);
+  // `tasker cancel` asked the run's tasker to stop: what has not started will not.
+  const stopping = active && existsSync(statePaths.cancelRequest(stateDir, run));
   const fold = new StatusFold();
   await replayLedger(ledgerPath, [plannedPhasesVisitor(fold.phases), fold.visitor, ...also]);
   const { phases, known, spawned, mode, startedAt, finishedAt, exitCode, cancelled } = fold;
@@ -192,9 +205,12 @@ export async function runStatus(
         : task.state === 'running' && nothingRuns
           ? 'queued'
           : task.state;
-      // A cancelled run's unfinished tasks stay cancelled until the run is resumed.
+      // A cancelled run's unfinished tasks stay cancelled until the run is resumed; while its
+      // tasker stops, those not started are cancelled already, running ones are being stopped.
       const state: TaskState =
-        cancelled && (last === 'queued' || last === 'running') ? 'cancelled' : last;
+        (cancelled && (last === 'queued' || last === 'running')) || (stopping && last === 'queued')
+          ? 'cancelled'
+          : last;
       counts.total++;
       counts[state]++;
       if ((task?.attempts ?? 0) > 1) counts.retried++;
@@ -218,7 +234,7 @@ export async function runStatus(
         logs: task?.logs ?? null,
       });
     }
-    counts.etaMs = etaOf(counts, active);
+    counts.etaMs = etaOf(counts, active && !stopping && !cancelled);
     phaseStatus.push(counts);
   }
   // Tasks out on the broker with no tasker waiting for them (`send --no-wait`): their results
@@ -227,7 +243,9 @@ export async function runStatus(
     mode === 'rabbitmq' &&
     tasks.some((task) => task.state === 'queued' || task.state === 'running');
   const state: RunStatus['state'] = active
-    ? 'running'
+    ? stopping || cancelled
+      ? 'cancelling'
+      : 'running'
     : cancelled
       ? 'cancelled'
       : out && exitCode === 0

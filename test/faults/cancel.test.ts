@@ -35,7 +35,7 @@ describe('faults: tasker cancel', () => {
     const cancelled = await tasker(['cancel', '--run-id', 'cancel-1'], { cwd: dir, env });
     expect(cancelled.exitCode).toBe(0);
     expect(cancelled.stdout).toBe(
-      'cancelled run cancel-1: its tasker is stopping and records it; workers told to stop its tasks',
+      'cancelled run cancel-1: its tasker stopped and recorded it; workers told to stop its tasks',
     );
     const result = await run;
     expect(result.exitCode).toBe(130);
@@ -67,7 +67,7 @@ describe('faults: tasker cancel', () => {
     await waitFor(() => processesIn(dir).length >= 4, 10_000, 'the tasks running');
     const cancelled = await tasker(['cancel'], { cwd: dir });
     expect(cancelled.stdout).toBe(
-      'cancelled run cancel-2: its tasker is stopping and records it; no broker configured, so no workers told',
+      'cancelled run cancel-2: its tasker stopped and recorded it; no broker configured, so no workers told',
     );
     expect((await run).exitCode).toBe(130);
     expect(linesOf(dir, 'done.txt')).toEqual([]);

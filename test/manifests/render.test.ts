@@ -64,6 +64,24 @@ function validate(object: K8sObject): void {
     if (!rabbitmqCluster(object)) throw new Error(JSON.stringify(rabbitmqCluster.errors));
     return;
   }
+  if (key === 'keda.sh/v1alpha1/ScaledJob') {
+    // The KEDA models that install on Node 20 (@kubernetes-models/keda 0.4) embed an older
+    // Kubernetes' JobSpec (it wants onPodConditions in every podFailurePolicy rule, a protocol
+    // on every port); the newer ones want Node 22. So the ScaledJob's own fields are checked
+    // against KEDA's schema, and its jobTargetRef, a JobSpec, against Kubernetes' Job.
+    const { jobTargetRef, ...spec } = object.spec;
+    new Job({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: object.metadata.name },
+      spec: jobTargetRef,
+    } as never).validate();
+    new ScaledJob({
+      ...object,
+      spec: { ...spec, jobTargetRef: { template: { spec: { containers: [] } } } },
+    } as never).validate();
+    return;
+  }
   const Model = models[key];
   if (!Model) throw new Error(`no schema for ${key}: add it to the test`);
   new Model(object as never).validate();
@@ -306,7 +324,7 @@ describe('what the components and the run change', () => {
     expect(script.data['tasker.sh']).toBe(readFileSync(join(ROOT, 'tasker', 'tasker.sh'), 'utf8'));
     expect(job.spec.podFailurePolicy.rules).toContainEqual({
       action: 'Ignore',
-      onPodConditions: [{ type: 'DisruptionTarget' }],
+      onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }],
     });
     // Applied together with the broker, it waits for it longer than the default 30 s.
     expect(tasker.env).toContainEqual({ name: 'WARREN_CONNECT_TIMEOUT', value: '10m' });
@@ -317,7 +335,7 @@ describe('what the components and the run change', () => {
     expect(job.spec.template.spec.restartPolicy).toBe('Never');
     expect(job.spec).not.toHaveProperty('completions');
     expect(job.spec.podFailurePolicy.rules).toEqual([
-      { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget' }] },
+      { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
       { action: 'FailJob', onExitCodes: { containerName: 'worker', operator: 'In', values: [2] } },
     ]);
     expect(job.spec.template.spec.containers[0].args).toContain('--exit-when-idle=30m');

@@ -115,6 +115,59 @@ describe('tasker report', () => {
     expect(seen.timelineWidth).toBeGreaterThan(1000);
   });
 
+  it('keeps the labels of phases that start close together apart, all inside the timeline', async () => {
+    // Two very short phases between two long ones: four starts, three of them nearly at once.
+    write('jobs.sh', ['sleep 1', 'wait', 'true', 'wait', 'true', 'wait', 'sleep 1'].join('\n'));
+    expect((await tasker(['run', 'jobs.sh', '--run-id', 'lanes-1'], { cwd: dir })).exitCode).toBe(
+      0,
+    );
+    expect((await tasker(['report', '-o', 'report.html'], { cwd: dir })).exitCode).toBe(0);
+    const { seen, errors } = await inBrowser(
+      `file://${join(dir, 'report.html')}`,
+      async (page) => ({
+        labels: await page.locator('#timeline text.phase-label').evaluateAll((nodes) =>
+          nodes.map((node) => {
+            const box = node.getBoundingClientRect();
+            const { left, right, top, bottom, width } = box;
+            return {
+              text: node.firstChild?.textContent ?? '',
+              box: { left, right, top, bottom, width },
+            };
+          }),
+        ),
+        lines: await page.locator('#timeline line.phase').count(),
+        timeline: (await page.locator('#timeline').boundingBox()) ?? {
+          x: 0,
+          y: 0,
+          width: 0,
+          height: 0,
+        },
+        firstBar: (await page.locator('#timeline rect.task').first().boundingBox())?.y ?? 0,
+      }),
+    );
+    expect(errors).toEqual([]);
+    expect(seen.lines).toBe(4);
+    expect(seen.labels.map((label) => label.text)).toEqual([
+      'phase1',
+      'phase2',
+      'phase3',
+      'phase4',
+    ]);
+    type Box = { left: number; right: number; top: number; bottom: number };
+    const overlaps = (a: Box, b: Box) =>
+      a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    for (const [i, a] of seen.labels.entries()) {
+      expect(a.box.width, a.text).toBeGreaterThan(0);
+      // Inside the drawing, and above the first slot's bars.
+      expect(a.box.left).toBeGreaterThanOrEqual(seen.timeline.x);
+      expect(a.box.right).toBeLessThanOrEqual(seen.timeline.x + seen.timeline.width);
+      expect(a.box.top).toBeGreaterThanOrEqual(seen.timeline.y);
+      expect(a.box.bottom).toBeLessThanOrEqual(seen.firstBar);
+      for (const b of seen.labels.slice(i + 1))
+        expect(overlaps(a.box, b.box), `${a.text} and ${b.text} overlap`).toBe(false);
+    }
+  });
+
   it('tasker run --http serves the live report and /api/status while it runs, read-only', async () => {
     write('jobs.sh', 'sleep 3\necho quick\n');
     const port = await freePort();
