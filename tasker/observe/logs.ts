@@ -105,7 +105,7 @@ export async function showLogs(options: {
     if (!existsSync(path)) {
       throw new InputError(
         'LOG_NOT_HERE',
-        `task ${task.id}'s log is not in this state dir: no \`${shown(path)}\` (it ran on ${task.worker ?? 'a worker'}: a worker with another working directory keeps its logs in the state dir there; or the file was removed)`,
+        `task ${task.id}'s log is not in this state dir: no \`${shown(path)}\` (it ran on ${task.worker ?? 'a worker'}: the file was removed, or that worker keeps its logs in another state dir)`,
       );
     }
     const size = statSync(path).size;
@@ -163,7 +163,7 @@ export async function showLogs(options: {
   if (!existsSync(files.out) && !existsSync(files.err) && !options.follow) {
     throw new InputError(
       'LOG_NOT_HERE',
-      `task ${task.id} runs on ${slot}, whose log is not in this state dir: no \`${shown(files.out)}\` (a worker with another working directory keeps its logs in the state dir there)`,
+      `task ${task.id} runs on ${slot}, whose log is not in this state dir: no \`${shown(files.out)}\` (the file was removed, or that worker keeps its logs in another state dir)`,
     );
   }
   const at = { out: runningStart(files.out, header), err: runningStart(files.err, header) };
