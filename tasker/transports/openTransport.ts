@@ -12,6 +12,8 @@ export type BrokerSettings = Pick<
   readonly signingKey?: string | undefined;
   /** `--local`: run on a local pool even with a broker configured. */
   readonly local?: boolean;
+  /** Size classes (`--classes`): their queues are declared, and tasks published to them. */
+  readonly classes?: readonly string[];
 };
 
 /** What a local pool of slots is made from (what `tasker run`, `send` and `once` read). */
@@ -78,6 +80,7 @@ export async function openTransport(
       onCancel: options.onCancel,
       leaveResults: options.leaveResults,
       purpose: options.purpose,
+      classes: settings.classes ?? [],
     });
     return { transport, why: 'broker configured' };
   }
