@@ -36,6 +36,11 @@ const TaskFields = {
   timeoutMs: v.optional(count(0), 0),
   /** Globs, relative to the working directory, of outputs to upload to S3 after success. */
   upload: v.optional(v.pipe(v.array(nonEmpty), v.maxLength(100))),
+  /**
+   * The size class the tasker published the task to (its queue is that class's); absent means
+   * `default`. Workers need not read it: the queue they consume is their class.
+   */
+  class: v.optional(v.string()),
 };
 
 export const TaskMessage = v.object({

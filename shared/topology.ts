@@ -41,6 +41,24 @@ export const workerQueue = (worker: string, taskQueue: string) => {
     : `warren.worker.${createHash('sha256').update(taskQueue).digest('hex').slice(0, 16)}.${worker}`;
 };
 
+/**
+ * The size class every task starts in: its queue is the task queue itself, so a Warren with no
+ * size classes configured works as it always did.
+ */
+export const DEFAULT_CLASS = 'default';
+
+/** A size class's name: short, lowercase, safe in queue and Kubernetes object names. */
+export const CLASS_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/;
+
+/**
+ * The queue of a size class (docs/running.md, "Out of memory: a bigger worker"): the task queue
+ * for `default` (or none), `<task queue>.class.<name>` for any other. Workers started with
+ * `--class NAME` consume it; the tasker publishes there the tasks the OOM killer killed on the
+ * class below.
+ */
+export const classQueue = (taskQueue: string, name: string | undefined): string =>
+  name === undefined || name === DEFAULT_CLASS ? taskQueue : `${taskQueue}.class.${name}`;
+
 /** The results queue of a run. */
 export const resultsQueue = (run: string) => `warren.results.${run}`;
 
@@ -73,14 +91,17 @@ function explain(error: unknown, what: string): never {
 
 /**
  * Declares the shared topology, idempotently: the task queue (a durable quorum queue with a
- * delivery limit and the dead-letter exchange), the dead-letter exchange and queue, and the
- * control exchange. The same on RabbitMQ 3.10 and 4.x (docs/protocol.md lists the differences
- * in behaviour). Each call uses its own channel, since a failed declaration closes it.
+ * delivery limit and the dead-letter exchange), the queue of each size class in `classes`
+ * (the same arguments; `default` is the task queue itself), the dead-letter exchange and
+ * queue, and the control exchange. The same on RabbitMQ 3.10 and 4.x (docs/protocol.md lists
+ * the differences in behaviour). Each call uses its own channel, since a failed declaration
+ * closes it.
  */
 export async function declareTopology(
   channel: Channel,
   taskQueue: string,
   deliveryLimit: number,
+  classes: readonly string[] = [],
 ): Promise<void> {
   await channel
     .assertExchange(NAMES.deadExchange, 'headers', { durable: true })
@@ -101,8 +122,23 @@ export async function declareTopology(
   await channel
     .assertExchange(NAMES.resultsExchange, 'direct', { durable: true })
     .catch((e) => explain(e, `exchange \`${NAMES.resultsExchange}\``));
+  await declareTaskQueue(channel, taskQueue, deliveryLimit, 'task queue');
+  for (const name of classes) {
+    const queue = classQueue(taskQueue, name);
+    if (queue !== taskQueue)
+      await declareTaskQueue(channel, queue, deliveryLimit, `queue of size class ${name}`);
+  }
+}
+
+/** A queue tasks wait in: durable, quorum, with the delivery limit and the dead-letter exchange. */
+async function declareTaskQueue(
+  channel: Channel,
+  queue: string,
+  deliveryLimit: number,
+  what: string,
+): Promise<void> {
   await channel
-    .assertQueue(taskQueue, {
+    .assertQueue(queue, {
       durable: true,
       arguments: {
         'x-queue-type': 'quorum',
@@ -110,7 +146,7 @@ export async function declareTopology(
         'x-dead-letter-exchange': NAMES.deadExchange,
       },
     })
-    .catch((e) => explain(e, `task queue \`${taskQueue}\``));
+    .catch((e) => explain(e, `${what} \`${queue}\``));
 }
 
 /**

@@ -43,6 +43,10 @@ function addRunFlags(command: Command): Command {
   return addCommon(command)
     .option('-j, --slots <n>', 'tasks at once in local mode (default: the number of cores)')
     .option('--local', 'use the local pool even when a broker is configured')
+    .option(
+      '--classes <list>',
+      'size classes, smallest first, e.g. default,large: a task the OOM killer killed goes to the next class (workers: --class); needs a broker',
+    )
     .option('--run-id <id>', 'run to start or resume (default: WARREN_RUN_ID, else a new id)')
     .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
     .option('--retries <n>', 'extra attempts for a failed task (default: 2)')

@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import type { BrokerOptions } from '../shared/broker.js';
 import { loadBroker, loadQueue, loadSigningKey } from '../shared/config/broker.js';
+import { loadClasses } from '../shared/config/classes.js';
 import { taskEnvironment } from '../shared/config/environment.js';
 import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/logging.js';
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
@@ -27,6 +28,7 @@ export interface TaskerFlags extends PathFlags, LogFlags {
   readonly local?: boolean;
   readonly bucket?: string;
   readonly upload?: readonly string[];
+  readonly classes?: string;
 }
 
 /** What every command about one run reads: where its state is, and which run. */
@@ -137,6 +139,13 @@ export interface RunConfig extends BrokerCommandConfig {
    * @defaultValue 1 minute (`WARREN_LOST_AFTER`, `--lost-after`)
    */
   readonly lostAfterMs: number;
+  /**
+   * Size classes, smallest first, the first `default`: a task the OOM killer killed on one is
+   * published again to the next, without using a retry (workers serve a class with `--class`).
+   * Needs a broker.
+   * @defaultValue none: an OOM kill is a failure as any other (`WARREN_CLASSES`, `--classes`)
+   */
+  readonly classes: readonly string[];
   /**
    * Run with the local pool even when a broker is configured.
    * @defaultValue false (`--local`)
@@ -264,6 +273,7 @@ export function loadRunConfig(
     killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
     lostAfterMs: read.duration(flags.lostAfter, 'WARREN_LOST_AFTER', 'lost-after bound', MINUTE),
     local: flags.local ?? false,
+    classes: loadClasses(env, flags.classes),
     ...loadTaskerBroker(env, cwd),
     maxTasks:
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),

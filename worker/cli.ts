@@ -13,6 +13,10 @@ const program = strictProgram(new Command('worker'))
     'deliveries held, slots included, fixed (default: the slots, and more while tasks are short)',
   )
   .option('--queue <name>', 'task queue (default: warren.tasks)')
+  .option(
+    '--class <name>',
+    'size class to serve: consume <queue>.class.<name>, where tasks the OOM killer killed on a smaller class go (default: default, the task queue)',
+  )
   .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
   .option('--state-dir <dir>', 'where task logs go (default: <workdir>/.warren)')
   .option(

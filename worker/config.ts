@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { BrokerOptions } from '../shared/broker.js';
 import { loadBroker, loadQueue, loadSigningKey } from '../shared/config/broker.js';
+import { loadClass } from '../shared/config/classes.js';
 import { taskEnvironment } from '../shared/config/environment.js';
 import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/logging.js';
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
@@ -13,12 +14,14 @@ import { type Environment, matching, settingReader } from '../shared/config/read
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
 import { InputError } from '../shared/errors.js';
+import { classQueue } from '../shared/topology.js';
 
 /** The worker's flags as commander hands them over: strings, all optional. */
 export interface WorkerFlags extends PathFlags, LogFlags {
   readonly concurrency?: string;
   readonly prefetch?: string;
   readonly queue?: string;
+  readonly class?: string;
   readonly exitWhenIdle?: string;
   readonly grace?: string;
   readonly killGrace?: string;
@@ -41,10 +44,16 @@ export interface WorkerConfig extends Paths, LogSettings {
    */
   readonly broker: BrokerOptions | undefined;
   /**
-   * The task queue.
+   * The queue this worker consumes: the task queue, or its size class's queue (`classQueue`).
    * @defaultValue `warren.tasks` (`WARREN_QUEUE`, `--queue`)
    */
   readonly queue: string;
+  /**
+   * The size class this worker serves: it takes the tasks of `<queue>.class.<name>`, those
+   * the OOM killer killed on the class below (docs/running.md).
+   * @defaultValue `default`: the task queue itself (`WARREN_CLASS`, `--class`)
+   */
+  readonly sizeClass: string;
   /**
    * Tasks a worker runs at once (and its least prefetch).
    * @defaultValue 1 (`WARREN_CONCURRENCY`, `--concurrency`)
@@ -160,11 +169,13 @@ export function loadWorkerConfig(
     1,
   );
   const inflight = read.text(flags.inflightDir, 'WARREN_INFLIGHT_DIR');
+  const sizeClass = loadClass(env, flags.class);
   return Object.freeze({
     ...loadPaths(flags, env, cwd),
     killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
     broker: loadBroker(env, flags, cwd),
-    queue: loadQueue(env, flags.queue),
+    queue: classQueue(loadQueue(env, flags.queue), sizeClass),
+    sizeClass,
     concurrency,
     // A worker holds at least a delivery per slot, else a slot would idle with work queued.
     prefetch: read.count(

@@ -5,6 +5,7 @@ import { listenToControl } from '../shared/control.js';
 import { formatDuration } from '../shared/duration.js';
 import { EXIT } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { DEFAULT_CLASS } from '../shared/topology.js';
 import type { WorkerConfig } from './config.js';
 import { TaskConsumer } from './consumer.js';
 import { Deliveries } from './deliveries.js';
@@ -157,7 +158,7 @@ export class Worker {
       void this.shutdown(EXIT.INFRA);
     });
     this.log.info(
-      `worker ${this.config.workerName} taking tasks from \`${this.config.queue}\` with ${this.config.concurrency} slot(s) in ${this.config.workdir}${this.config.signingKey ? '; tasks must be signed' : ''}`,
+      `worker ${this.config.workerName} taking tasks from \`${this.config.queue}\`${this.config.sizeClass === DEFAULT_CLASS ? '' : ` (size class ${this.config.sizeClass})`} with ${this.config.concurrency} slot(s) in ${this.config.workdir}${this.config.signingKey ? '; tasks must be signed' : ''}`,
     );
     if (this.config.exitWhenIdleMs > 0) {
       this.idleTimer = setInterval(

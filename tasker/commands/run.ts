@@ -28,6 +28,12 @@ async function setUp(flags: TaskerFlags): Promise<{ config: RunConfig; log: Logg
       '--upload needs a bucket: set S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS server) or --bucket',
     );
   }
+  if (config.classes.length > 0 && (!config.broker || config.local)) {
+    throw new InputError(
+      'CLASSES_LOCAL',
+      `size classes need workers: --classes ${config.classes.join(',')} moves tasks between worker queues, and in local mode there are none (set RABBITMQ_URL, or leave out --classes)`,
+    );
+  }
   return { config, log: await taskerLogger(config) };
 }
 

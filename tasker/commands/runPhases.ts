@@ -96,6 +96,7 @@ export async function runPhases(
       command: request.command,
       log,
       plan: request.plan,
+      classes: config.classes,
     });
   } catch (error) {
     await Promise.all([transports.parallel.close(), transports.serial.close()]);

@@ -21,6 +21,11 @@ export interface AccountingOptions {
    * published again.
    */
   readonly lostAfterMs: number;
+  /**
+   * The run's size classes (`--classes`), by the index the task table keeps: tasks of a class
+   * above the first wait in that class's queue, which is looked at too. @defaultValue none
+   */
+  readonly classes?: readonly string[];
 }
 
 /** What the accounting tells its phase. */
@@ -45,12 +50,12 @@ export class Accounting {
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
   private order = 0;
-  private noWorkerSince: number | undefined;
-  private warnedAt: number | undefined;
+  /** Per queue looked at (the task queue, a size class's), since when nobody consumes it. */
+  private readonly idle = new Map<string, { since: number; warnedAt: number | undefined }>();
 
   constructor(
     private readonly table: TaskTable,
-    private readonly transport: Transport & { view: () => Promise<QueueView> },
+    private readonly transport: Transport & { view: (sizeClass?: string) => Promise<QueueView> },
     private readonly options: AccountingOptions,
     private readonly log: Logger,
     private readonly events: AccountingEvents,
@@ -59,7 +64,7 @@ export class Accounting {
   /** A transport that can tell what its queue holds can be accounted for. */
   static supports(
     transport: Transport,
-  ): transport is Transport & { view: () => Promise<QueueView> } {
+  ): transport is Transport & { view: (sizeClass?: string) => Promise<QueueView> } {
     return typeof transport.view === 'function';
   }
 
@@ -102,16 +107,43 @@ export class Accounting {
       if (!view) return;
       // Slots move when the table grows: found after the wait, used before the next one.
       const waiting = this.table.slotsIn(TaskState.IN_FLIGHT);
-      this.events.view(view, this.noWorker(view, waiting.length));
-      const lost = this.lost(waiting, view);
-      if (lost.length === 0) return;
+      const byClass = this.byClass(waiting);
+      const first = byClass.get(0) ?? [];
+      let note = this.noWorker(view, first.length);
+      const found: [QueueView, number[]][] = [[view, first]];
+      for (const [index, slots] of byClass) {
+        if (index === 0) continue;
+        const name = this.options.classes?.[index];
+        const classView = name ? await this.transport.view(name).catch(() => undefined) : undefined;
+        if (!classView) continue;
+        note ??= this.noWorker(classView, slots.length, name);
+        found.push([classView, slots]);
+      }
+      this.events.view(view, note);
       const again = this.options.lostAfterMs > 0;
-      // Only said: said again if they are still nowhere after another bound.
-      if (!again) for (const slot of lost) this.table.markSeen(slot, now());
-      this.events.vanished(lost, view.recreated ? 'deleted' : 'gone', again);
+      for (const [queueView, slots] of found) {
+        const lost = this.lost(slots, queueView);
+        if (lost.length === 0) continue;
+        // Only said: said again if they are still nowhere after another bound.
+        if (!again) for (const slot of lost) this.table.markSeen(slot, now());
+        this.events.vanished(lost, queueView.recreated ? 'deleted' : 'gone', again);
+      }
     } finally {
       this.checking = false;
     }
+  }
+
+  /** The rows of `waiting` by the size class of their attempt (all in 0 with no classes). */
+  private byClass(waiting: readonly number[]): Map<number, number[]> {
+    const groups = new Map<number, number[]>();
+    if (!this.options.classes?.length) return groups.set(0, [...waiting]);
+    for (const slot of waiting) {
+      const index = this.table.sizeClass(slot);
+      const group = groups.get(index);
+      if (group) group.push(slot);
+      else groups.set(index, [slot]);
+    }
+    return groups;
   }
 
   /** The rows among `waiting` whose attempt is nowhere, for longer than the bound. */
@@ -142,27 +174,32 @@ export class Accounting {
     return lost;
   }
 
-  /** Says, now and then, that nobody consumes the task queue; returns the note for status. */
-  private noWorker(view: QueueView, waiting: number): string | undefined {
+  /**
+   * Says, now and then, that nobody consumes the task queue (or the queue of size class
+   * `sizeClass`, which has tasks waiting); returns the note for status.
+   */
+  private noWorker(view: QueueView, waiting: number, sizeClass?: string): string | undefined {
     const t = Date.now();
-    if (view.consumers > 0) {
-      if (this.warnedAt !== undefined)
+    const idle = this.idle.get(view.queue);
+    if (view.consumers > 0 || waiting === 0) {
+      if (idle?.warnedAt !== undefined && view.consumers > 0)
         this.log.info(
           `${view.consumers} worker(s) consuming ${view.queue} now; ${waiting} task(s) to go`,
         );
-      this.noWorkerSince = undefined;
-      this.warnedAt = undefined;
+      this.idle.delete(view.queue);
       return undefined;
     }
-    this.noWorkerSince ??= t;
+    const state = idle ?? { since: t, warnedAt: undefined };
+    this.idle.set(view.queue, state);
     const after = Math.min(NO_WORKER_AFTER, this.options.lostAfterMs / 2 || NO_WORKER_AFTER);
-    if (t - this.noWorkerSince < after) return undefined;
-    const note = `no worker is consuming ${view.queue}: start workers (worker, or kubectl scale deploy/warren-worker)`;
-    if (this.warnedAt === undefined || t - this.warnedAt >= NO_WORKER_REPEAT) {
-      this.warnedAt = t;
-      this.log.warn(
-        `${note}; ${waiting} task(s) waiting for ${formatDuration(t - this.noWorkerSince)}`,
-      );
+    if (t - state.since < after) return undefined;
+    const note =
+      sizeClass === undefined
+        ? `no worker is consuming ${view.queue}: start workers (worker, or kubectl scale deploy/warren-worker)`
+        : `no worker of size class ${sizeClass} is consuming ${view.queue}: start one (worker --class ${sizeClass}, or kubectl scale deploy/warren-worker-${sizeClass})`;
+    if (state.warnedAt === undefined || t - state.warnedAt >= NO_WORKER_REPEAT) {
+      state.warnedAt = t;
+      this.log.warn(`${note}; ${waiting} task(s) waiting for ${formatDuration(t - state.since)}`);
     }
     return note;
   }

@@ -10,6 +10,7 @@ import { type PhaseProgress, type PhaseSummary, PhaseTally } from './phaseTally.
 import { PhaseTasks } from './phaseTasks.js';
 import type { RetryPolicy } from './retryPolicy.js';
 import { RetryTimers } from './retryTimers.js';
+import { NO_CLASSES_HINT, SizeClasses } from './sizeClasses.js';
 import { PhaseSpawns, type SpawnBook } from './spawns.js';
 import { planVanished, vanishedLine } from './vanished.js';
 import { Wakeup } from './wakeup.js';
@@ -63,6 +64,8 @@ export class PhaseRun {
   private readonly accounting: Accounting | undefined;
   /** The broker's last word on the task queue, and what is worth saying about it. */
   private broker: { view: QueueView; note: string | undefined } | undefined;
+  /** The size classes the transport publishes to (none for a local pool). */
+  private readonly classes: SizeClasses;
 
   constructor(private readonly context: PhaseContext) {
     const { phase, options, memory, ledger, log } = context;
@@ -70,12 +73,16 @@ export class PhaseRun {
     this.tasks = new PhaseTasks(phase, memory.tasks, spawned);
     this.publishOnly = options.noWait === true && phase.kind === 'parallel';
     const transport = context.transport;
+    this.classes = new SizeClasses(transport.sizeClasses ?? []);
     this.accounting =
       !this.publishOnly && Accounting.supports(transport)
         ? new Accounting(
             memory.tasks,
             transport,
-            { lostAfterMs: options.lostAfterMs ?? DEFAULT_LOST_AFTER },
+            {
+              lostAfterMs: options.lostAfterMs ?? DEFAULT_LOST_AFTER,
+              classes: this.classes.names,
+            },
             log,
             {
               vanished: (slots, why, again) => this.onVanished(slots, why, again),
@@ -135,7 +142,9 @@ export class PhaseRun {
       if (!publishOnly) table.take(slot, attempt, task.offset, task.length);
       this.listen();
       tally.submitted++;
-      await transport.submit(this.message(task.id, task.command, attempt));
+      // A resumed task starts on the class its latest attempt ran on.
+      const sizeClass = slot < 0 ? 0 : table.sizeClass(slot);
+      await transport.submit(this.message(task.id, task.command, attempt, sizeClass));
       if (serial) await this.until(() => this.halted || !this.tasks.inFlight(task.id));
     }
     if (this.stage === 'reading' || this.stage === 'publishing') this.stage = 'waiting';
@@ -183,7 +192,8 @@ export class PhaseRun {
     this.wake();
   }
 
-  private message(id: string, command: string, attempt: number): TaskMessage {
+  /** The message of `attempt` of a task, on size class `sizeClass` (an index, 0: `default`). */
+  private message(id: string, command: string, attempt: number, sizeClass = 0): TaskMessage {
     const { options, phase } = this.context;
     return {
       v: PROTOCOL_VERSION,
@@ -194,6 +204,7 @@ export class PhaseRun {
       command,
       timeoutMs: options.timeoutMs,
       ...(options.upload?.length ? { upload: [...options.upload] } : {}),
+      ...this.classes.messageField(sizeClass),
     };
   }
 
@@ -201,12 +212,26 @@ export class PhaseRun {
     const phase = this.context.phase.name;
     const fresh = tasks.filter((task) => task.phase === phase);
     if (fresh.length === 0) return;
-    this.context.ledger.append({
-      type: 'queued',
-      at: new Date().toISOString(),
-      phase,
-      tasks: fresh.map((task) => [task.task, task.attempt] as const),
-    });
+    const at = new Date().toISOString();
+    if (!this.classes.configured)
+      this.context.ledger.append({
+        type: 'queued',
+        at,
+        phase,
+        tasks: fresh.map((task) => [task.task, task.attempt] as const),
+      });
+    else {
+      // One record per size class, each naming its class.
+      const byClass = new Map<string, (readonly [string, number])[]>();
+      for (const task of fresh) {
+        const name = this.classes.nameOf(Math.max(0, this.classes.names.indexOf(task.class ?? '')));
+        const list = byClass.get(name) ?? [];
+        list.push([task.task, task.attempt]);
+        byClass.set(name, list);
+      }
+      for (const [name, list] of byClass)
+        this.context.ledger.append({ type: 'queued', at, phase, tasks: list, class: name });
+    }
     this.tally.queued += fresh.length;
     const accounting = this.accounting;
     if (accounting) {
@@ -249,7 +274,12 @@ export class PhaseRun {
     const messages = plan.again.map(([id, slot]) => {
       this.accounting?.reset(slot);
       const table = this.tasks.table;
-      return this.message(id, this.tasks.commandOf(slot), table.attempt(slot));
+      return this.message(
+        id,
+        this.tasks.commandOf(slot),
+        table.attempt(slot),
+        table.sizeClass(slot),
+      );
     });
     if (messages.length > 0)
       log.warn({ phase: phase.name }, vanishedLine(messages.length, phase.name, queue, why, true));
@@ -270,6 +300,7 @@ export class PhaseRun {
       phase: this.context.phase.name,
       attempt,
       worker,
+      ...this.classes.recordField(this.tasks.table.sizeClass(slot)),
     });
   }
 
@@ -280,11 +311,18 @@ export class PhaseRun {
     if (slot < 0 || given.run !== options.run) return this.onOtherResult(given, known);
     // Only this phase's tasks are awaited: an attempt it waits for is its own whatever phase the
     // result names (one that could not be read may name none).
-    const result = given.phase === phase.name ? given : { ...given, phase: phase.name };
-    const retry = this.stage === 'interrupted' ? 0 : policy.retryOf(result, table.first(slot));
+    const named = given.phase === phase.name ? given : { ...given, phase: phase.name };
+    const sizeClass = table.sizeClass(slot);
+    const move = this.halted ? { kind: 'none' as const } : this.classes.moveOf(named, sizeClass);
     const command = known ?? this.tasks.commandOf(slot);
+    if (move.kind === 'up') return this.moveUp(named, slot, command, move.to);
+    const result = move.kind === 'last' ? { ...named, reason: move.reason } : named;
+    const retry = this.stage === 'interrupted' ? 0 : policy.retryOf(result, table.first(slot));
     const final = retry === 0 && result.state !== 'cancelled';
-    const record = endRecordOf(result, { phase: result.phase, command, final });
+    const record = {
+      ...endRecordOf(result, { phase: result.phase, command, final }),
+      ...this.classes.recordField(sizeClass),
+    };
     ledger.append(record);
     if (this.tally.running > 0) this.tally.running--;
     // The row first: spawning adds rows, which can move this one. While a retry waits, the
@@ -307,6 +345,32 @@ export class PhaseRun {
       else this.tally.left++; // cancelled: runs again on resume
       this.wake();
     }
+    return ledger.flushed();
+  }
+
+  /**
+   * The OOM killer killed the attempt and a larger size class exists: the task is published
+   * again on it at once, as a new attempt that uses up none of its retries.
+   */
+  private moveUp(result: TaskResult, slot: number, command: string, to: number): Promise<void> {
+    const { ledger, log } = this.context;
+    const table = this.tasks.table;
+    const from = table.sizeClass(slot);
+    ledger.append({
+      ...endRecordOf(result, { phase: result.phase, command, final: false }),
+      ...this.classes.recordField(from),
+    });
+    if (this.tally.running > 0) this.tally.running--;
+    table.moveUp(slot, to);
+    this.accounting?.reset(slot);
+    const name = this.classes.nameOf(to);
+    log.info(
+      { task: result.task, phase: result.phase, attempt: result.attempt },
+      `task killed by the OOM killer on size class ${this.classes.nameOf(from)}; publishing it to size class ${name} (attempt ${result.attempt + 1}, no retry used): ${command}`,
+    );
+    this.context.transport
+      .submit(this.message(result.task, command, result.attempt + 1, to))
+      .catch((error: unknown) => this.fail(error));
     return ledger.flushed();
   }
 
@@ -353,9 +417,10 @@ export class PhaseRun {
   private failedForGood(result: TaskResult, command: string, errorTail: string): void {
     const { log, options, phase } = this.context;
     this.tally.fail(result, command, errorTail);
+    const hint = result.failure === 'oom' && !this.classes.configured ? `; ${NO_CLASSES_HINT}` : '';
     log.warn(
       { task: result.task, phase: result.phase, attempt: result.attempt },
-      `task failed for good (${result.reason}): ${command}`,
+      `task failed for good (${result.reason}): ${command}${hint}`,
     );
     if (phase.kind === 'serial' && !options.keepGoing && this.stage !== 'interrupted')
       this.stage = 'stopping';
@@ -372,14 +437,15 @@ export class PhaseRun {
   }
 
   private retryDue(id: string, command: string, attempt: number): void {
-    if (this.tasks.awaiting(id, attempt) < 0) return;
+    const slot = this.tasks.awaiting(id, attempt);
+    if (slot < 0) return;
     if (this.halted) {
       if (this.tasks.leave(id)) this.tally.left++;
       this.wake();
       return;
     }
     this.context.transport
-      .submit(this.message(id, command, attempt))
+      .submit(this.message(id, command, attempt, this.tasks.table.sizeClass(slot)))
       .catch((error: unknown) => this.fail(error));
   }
 

@@ -44,6 +44,8 @@ export interface QueuedRecord {
   readonly at: string;
   readonly phase: string;
   readonly tasks: readonly (readonly [string, number])[];
+  /** The size class they were published to (`--classes`); absent: `default`. */
+  readonly class?: string;
 }
 
 /** A task that succeeded added tasks to its phase (`WARREN_SPAWN`): their ids and commands. */
@@ -64,6 +66,8 @@ export interface StartRecord {
   readonly phase: string;
   readonly attempt: number;
   readonly worker: string;
+  /** The size class the attempt was published to (`--classes`); absent: `default`. */
+  readonly class?: string;
 }
 
 /** An attempt ended. `final` is false when it will be retried. */
@@ -92,6 +96,8 @@ export interface EndRecord {
   readonly uploaded?: TaskResult['uploaded'];
   /** How long the uploads took, in ms. */
   readonly uploadMs?: number;
+  /** The size class the attempt was published to (`--classes`); absent: `default`. */
+  readonly class?: string;
 }
 
 /** A phase reached its barrier (or was stopped). */

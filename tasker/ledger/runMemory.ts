@@ -75,11 +75,12 @@ export class RunMemory {
   // a result `tasker collect` would take): they leave a row a phase has in flight alone.
 
   /** The broker holds `attempt`: it is out until its outcome is recorded. */
-  queued(id: string, attempt: number): void {
+  queued(id: string, attempt: number, sizeClass = 0): void {
     const slot = this.tasks.add(id);
     const state = this.tasks.state(slot);
     const last = this.tasks.attempt(slot);
     if (state === TaskState.IN_FLIGHT) return;
+    if (attempt >= last) this.tasks.setSizeClass(slot, sizeClass);
     if (state === TaskState.SUCCEEDED) this.tasks.set(slot, state, Math.max(last, attempt));
     else if (attempt >= last) this.tasks.set(slot, TaskState.PENDING, attempt);
     // else an older attempt's late confirm: the newer attempt superseded it.
@@ -95,11 +96,13 @@ export class RunMemory {
   }
 
   /** `attempt` ended: succeeded, or not (failed, cancelled). */
-  ended(id: string, attempt: number, succeeded: boolean): void {
+  ended(id: string, attempt: number, succeeded: boolean, sizeClass?: number): void {
     const slot = this.tasks.add(id);
     const state = this.tasks.state(slot);
     const last = this.tasks.attempt(slot);
     if (state === TaskState.IN_FLIGHT) return;
+    // A task runs again on the class its latest attempt ran on: it needed that much.
+    if (sizeClass !== undefined && attempt >= last) this.tasks.setSizeClass(slot, sizeClass);
     const highest = Math.max(last, attempt);
     // An attempt that did not succeed changes nothing for a task that did, or whose newer
     // attempt is out.
@@ -117,16 +120,26 @@ export class RunMemory {
  */
 export async function loadRunMemory(
   ledgerPath: string,
+  classes: readonly string[] = [],
 ): Promise<{ memory: RunMemory; records: number; cancelledAt: string | undefined }> {
   const memory = new RunMemory();
   let cancelledAt: string | undefined;
+  // A class this session does not list counts as the first: the task starts over from there.
+  const classOf = (name: string | undefined) =>
+    name === undefined ? 0 : Math.max(0, classes.indexOf(name));
   const { records } = await replayLedger(ledgerPath, {
     queued: (record) => {
-      for (const [id, attempt] of record.tasks) memory.queued(id, attempt);
+      const index = classOf(record.class);
+      for (const [id, attempt] of record.tasks) memory.queued(id, attempt, index);
     },
     start: (record) => memory.started(record.task, record.attempt),
     end: (record) => {
-      memory.ended(record.task, record.attempt, record.state === 'succeeded');
+      memory.ended(
+        record.task,
+        record.attempt,
+        record.state === 'succeeded',
+        classOf(record.class),
+      );
       memory.timed(record.phase, Date.parse(record.finishedAt) - Date.parse(record.startedAt));
     },
     cancel: (record) => {

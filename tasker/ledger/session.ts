@@ -89,6 +89,8 @@ export async function openSession(options: {
   readonly command: string;
   readonly log: Logger;
   readonly plan: (run: string) => Promise<PhasePlan[]>;
+  /** The run's size classes (`--classes`), smallest first: a resumed task keeps its class. */
+  readonly classes?: readonly string[];
 }): Promise<{ session: Session; plans: PhasePlan[] }> {
   const run = options.runId;
   const runDir = statePaths.runDir(options.stateDir, run);
@@ -105,7 +107,7 @@ export async function openSession(options: {
   const release = await lockRun(options.stateDir, run, options.log);
   try {
     const ledgerPath = statePaths.ledger(options.stateDir, run);
-    const { memory, records, cancelledAt } = await loadRunMemory(ledgerPath);
+    const { memory, records, cancelledAt } = await loadRunMemory(ledgerPath, options.classes);
     // Workers drop a cancelled run's tasks, and `tasker cancel` means "never mind".
     if (cancelledAt) {
       throw new InputError(

@@ -21,8 +21,9 @@ export type TaskState = (typeof TaskState)[keyof typeof TaskState];
 
 const STATES = 5;
 
-// Columns. STATE holds the state in its low byte, how often the task's message vanished from the
-// broker in the next 4 bits, and the first attempt of this session above them: one column less
+// Columns. STATE holds the state in its low 4 bits, the size class of the task's latest attempt
+// (an index into the run's --classes) in the next 4, how often the task's message vanished from
+// the broker in the 4 after, and the first attempt of this session above them: one column less
 // is 4 MB less for a run of a million tasks. SEEN and QUEUED are the running phase's accounting
 // of where each task is (see tasker/dispatch/accounting.ts).
 const ATTEMPT = 0;
@@ -31,8 +32,10 @@ const OFFSET = 2;
 const LENGTH = 3;
 const SEEN = 4;
 const QUEUED = 5;
+const STATE_MASK = 0xf;
+const CLASS_SHIFT = 4;
+const CLASS_MASK = 0xf << CLASS_SHIFT;
 const STATE_BITS = 8;
-const STATE_MASK = (1 << STATE_BITS) - 1;
 const VANISHED_BITS = 4;
 const VANISHED_MASK = ((1 << VANISHED_BITS) - 1) << STATE_BITS;
 const FIRST_SHIFT = STATE_BITS + VANISHED_BITS;
@@ -97,13 +100,43 @@ export class TaskTable {
    * the vanished one uses up none of the task's retries.
    */
   vanish(slot: number): void {
-    const state = this.state(slot);
+    const low = this.rows.get(slot, STATE) & (STATE_MASK | CLASS_MASK);
     const vanished = Math.min(this.vanished(slot) + 1, MAX_VANISHED);
     this.rows.set(slot, ATTEMPT, this.attempt(slot) + 1);
     this.rows.set(
       slot,
       STATE,
-      state | (vanished << STATE_BITS) | ((this.first(slot) + 1) << FIRST_SHIFT),
+      low | (vanished << STATE_BITS) | ((this.first(slot) + 1) << FIRST_SHIFT),
+    );
+  }
+
+  /**
+   * The size class (an index into the run's classes, 0 for `default`) of the task's latest
+   * attempt: the one out, or the last recorded.
+   */
+  sizeClass(slot: number): number {
+    return (this.rows.get(slot, STATE) & CLASS_MASK) >>> CLASS_SHIFT;
+  }
+
+  /** Sets the size class of the task's latest attempt (0 to 15). */
+  setSizeClass(slot: number, index: number): void {
+    const value = this.rows.get(slot, STATE) & ~CLASS_MASK;
+    this.rows.set(slot, STATE, (value | ((index & 0xf) << CLASS_SHIFT)) >>> 0);
+  }
+
+  /**
+   * The OOM killer killed the awaited attempt: the next attempt is awaited instead, on size
+   * class `index`, and the first attempt of this session moves with it (as `vanish` does), so
+   * the move uses up none of the task's retries.
+   */
+  moveUp(slot: number, index: number): void {
+    const value = this.rows.get(slot, STATE);
+    const low = value & (STATE_MASK | VANISHED_MASK);
+    this.rows.set(slot, ATTEMPT, this.attempt(slot) + 1);
+    this.rows.set(
+      slot,
+      STATE,
+      (low | ((index & 0xf) << CLASS_SHIFT) | ((this.first(slot) + 1) << FIRST_SHIFT)) >>> 0,
     );
   }
 
@@ -171,7 +204,7 @@ export class TaskTable {
     const before = this.state(slot);
     if (before !== TaskState.NEW) this.counts[before] = (this.counts[before] ?? 0) - 1;
     if (state !== TaskState.NEW) this.counts[state] = (this.counts[state] ?? 0) + 1;
-    const vanished = this.rows.get(slot, STATE) & VANISHED_MASK;
-    this.rows.set(slot, STATE, state | vanished | (first << FIRST_SHIFT));
+    const kept = this.rows.get(slot, STATE) & (VANISHED_MASK | CLASS_MASK);
+    this.rows.set(slot, STATE, state | kept | (first << FIRST_SHIFT));
   }
 }

@@ -103,7 +103,7 @@ export function formatStatus(status: RunStatus, onlyFailed: boolean, where: View
     lines.push('', failed.length === 0 ? 'no failed tasks' : `${failed.length} failed:`);
     for (const task of failed) {
       lines.push(
-        `  ${task.id} [${task.phase}] ${task.failure ?? 'failed'}: ${task.reason ?? 'failed'} after ${task.attempts} attempt(s): ${task.command}`,
+        `  ${task.id} [${task.phase}] ${task.failure ?? 'failed'}: ${task.reason ?? 'failed'} after ${task.attempts} attempt(s)${task.class ? ` (size class ${task.class})` : ''}: ${task.command}`,
       );
       const tail = task.errorTail.trimEnd();
       if (tail)

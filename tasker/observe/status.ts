@@ -28,6 +28,8 @@ export interface TaskStatus {
   startedAt: string | null;
   finishedAt: string | null;
   worker: string | null;
+  /** The size class of its latest attempt (`--classes`); null where the run has none. */
+  class: string | null;
   errorTail: string;
   logs: TaskResult['logs'];
 }
@@ -129,6 +131,7 @@ class StatusFold {
         startedAt: record.at,
         finishedAt: null,
         worker: record.worker,
+        class: record.class ?? null,
       });
     },
     end: (record) => {
@@ -145,6 +148,7 @@ class StatusFold {
         startedAt: record.startedAt,
         finishedAt: record.finishedAt,
         worker: record.worker,
+        class: record.class ?? null,
         errorTail: record.errorTail,
         logs: record.logs,
       });
@@ -230,6 +234,7 @@ export async function runStatus(
         startedAt: task?.startedAt ?? null,
         finishedAt: task?.finishedAt ?? null,
         worker: task?.worker ?? null,
+        class: task?.class ?? null,
         errorTail: task?.errorTail ?? '',
         logs: task?.logs ?? null,
       });
@@ -291,6 +296,7 @@ function blank(phase: string): KnownTask {
     startedAt: null,
     finishedAt: null,
     worker: null,
+    class: null,
     errorTail: '',
     logs: null,
   };

@@ -75,8 +75,12 @@ export class Batcher {
     const shape = this.shapeOf(task.phase);
     await this.probing(shape);
     const first = this.pending[0];
-    // A batch is of one run and one phase: another flushes what is gathered.
-    if (first && (first.phase !== task.phase || first.run !== task.run)) await this.flush();
+    // A batch is of one run, one phase and one size class: another flushes what is gathered.
+    if (
+      first &&
+      (first.phase !== task.phase || first.run !== task.run || first.class !== task.class)
+    )
+      await this.flush();
     this.pending.push(task);
     shape.out++;
     if (this.pending.length >= this.sizeOf(task.phase, shape)) await this.flush();

@@ -12,6 +12,8 @@ export type BrokerSettings = Pick<
   readonly signingKey?: string | undefined;
   /** `--local`: run on a local pool even with a broker configured. */
   readonly local?: boolean;
+  /** Size classes (`--classes`): their queues are declared, and tasks published to them. */
+  readonly classes?: readonly string[];
 };
 
 /** What a local pool of slots is made from (what `tasker run`, `send` and `once` read). */
@@ -85,6 +87,7 @@ export async function openTransport(
       purpose: options.purpose,
       stamp: options.stamp,
       workdir: 'workdir' in settings ? settings.workdir : undefined,
+      classes: settings.classes ?? [],
     });
     return { transport, why: 'broker configured' };
   }

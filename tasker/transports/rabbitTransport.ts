@@ -3,7 +3,12 @@ import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.j
 import { cancelMessage, listenToControl, sendControl } from '../../shared/control.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage } from '../../shared/protocol.js';
-import { declareResultsQueue, declareTopology, resultsQueue } from '../../shared/topology.js';
+import {
+  classQueue,
+  declareResultsQueue,
+  declareTopology,
+  resultsQueue,
+} from '../../shared/topology.js';
 import { Batcher } from './batcher.js';
 import { type DeleteOptions, deleteResultsQueue, resultsWaiting } from './resultsQueue.js';
 import { ResultsReader } from './resultsReader.js';
@@ -40,6 +45,11 @@ export interface RabbitTransportOptions {
   readonly stamp?: (() => string | undefined) | undefined;
   /** The run's working directory, for what the tasker says of workers that do not share it. */
   readonly workdir?: string | undefined;
+  /**
+   * Size classes (`--classes`, smallest first): each one's queue is declared beside the task
+   * queue, and a task whose `class` names one is published there. @defaultValue none
+   */
+  readonly classes?: readonly string[];
 }
 
 /**
@@ -51,6 +61,7 @@ export interface RabbitTransportOptions {
 export class RabbitTransport implements Transport {
   readonly mode = 'rabbitmq';
   readonly description: string;
+  readonly sizeClasses: readonly string[];
   readonly resultsQueue: string;
   private broker: Broker | undefined;
   private model: ChannelModel | undefined;
@@ -65,7 +76,9 @@ export class RabbitTransport implements Transport {
 
   private constructor(private readonly options: RabbitTransportOptions) {
     this.resultsQueue = resultsQueue(options.run);
-    this.description = `RabbitMQ at ${brokerAddress(options.broker.url)}, queue ${options.queue}`;
+    this.sizeClasses = options.classes ?? [];
+    const classes = options.classes?.length ? `, size classes ${options.classes.join(',')}` : '';
+    this.description = `RabbitMQ at ${brokerAddress(options.broker.url)}, queue ${options.queue}${classes}`;
     this.publisher = new TaskPublisher({
       queue: options.queue,
       window: options.window,
@@ -196,20 +209,22 @@ export class RabbitTransport implements Transport {
   }
 
   /**
-   * The task queue as the broker sees it. A queue that is gone (`rabbitmqctl delete_queue`) is
-   * declared again, so that what is published again has somewhere to go and the workers, who
-   * wait for it, take tasks again.
+   * The task queue (or the queue of size class `sizeClass`) as the broker sees it. A queue that
+   * is gone (`rabbitmqctl delete_queue`) is declared again, so that what is published again has
+   * somewhere to go and the workers, who wait for it, take tasks again.
    */
-  async view(): Promise<QueueView> {
+  async view(sizeClass?: string): Promise<QueueView> {
     const model = this.model;
     if (!model) throw new Error('not connected');
-    const queue = this.options.queue;
+    const queue = classQueue(this.options.queue, sizeClass);
     const channel = await model.createChannel();
     channel.on('error', () => {});
     try {
       const { messageCount, consumerCount } = await channel.checkQueue(queue);
-      // In tasks: a batch waiting in the queue is as many tasks as it holds.
-      const ready = this.publisher.tasksIn(messageCount);
+      // In tasks: a batch waiting in the queue is as many tasks as it holds. (What waits in a
+      // class queue went there one to a message: a task the OOM killer killed.)
+      const ready =
+        queue === this.options.queue ? this.publisher.tasksIn(messageCount) : messageCount;
       return { queue, ready, consumers: consumerCount, recreated: false };
     } catch (error) {
       if (!/NOT_FOUND/.test(String((error as Error).message))) throw error;
@@ -233,7 +248,12 @@ export class RabbitTransport implements Transport {
     const setup = await model.createChannel();
     setup.on('error', () => {});
     try {
-      await declareTopology(setup, this.options.queue, this.options.deliveryLimit);
+      await declareTopology(
+        setup,
+        this.options.queue,
+        this.options.deliveryLimit,
+        this.options.classes,
+      );
       if (what.results) await declareResultsQueue(setup, this.options.run);
     } finally {
       await setup.close().catch(() => {});

@@ -3,6 +3,7 @@ import { InfraError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage } from '../../shared/protocol.js';
 import { sign } from '../../shared/signing.js';
+import { classQueue } from '../../shared/topology.js';
 import { encodeTasks } from '../../shared/wire.js';
 
 /**
@@ -212,7 +213,9 @@ export class TaskPublisher {
   private publish(channel: ConfirmChannel, parcel: Parcel): boolean {
     this.unconfirmed.add(parcel);
     try {
-      return channel.publish('', this.options.queue, parcel.content, parcel.options, (error) =>
+      // A task of a size class goes to its class's queue (a batch is of one class).
+      const queue = classQueue(this.options.queue, parcel.tasks[0]?.class);
+      return channel.publish('', queue, parcel.content, parcel.options, (error) =>
         this.onConfirm(parcel, channel, error),
       );
     } catch {
@@ -252,7 +255,8 @@ export class TaskPublisher {
     } else {
       this.returns.delete(parcel);
       this.window = Math.min(this.options.window, this.window + 1);
-      this.noteSize(parcel.tasks.length);
+      // Only the task queue's messages size what waits there (`tasksIn`).
+      if (first.class === undefined) this.noteSize(parcel.tasks.length);
       this.confirmed.push(...parcel.tasks);
       if (this.confirmed.length === parcel.tasks.length) setImmediate(() => this.reportConfirmed());
     }

@@ -56,6 +56,11 @@ export interface Transport {
   /** `local` or `rabbitmq`, recorded in the ledger. */
   readonly mode: string;
   /**
+   * The size classes (`--classes`, smallest first) a task can be published to, by its `class`:
+   * a task the OOM killer killed goes to the next. Absent or empty: none (a local pool).
+   */
+  readonly sizeClasses?: readonly string[];
+  /**
    * Starts telling `listener`. (A broker transport opened to leave results for `tasker
    * collect`, a `send --no-wait` run, only reports what it published.)
    */
@@ -80,11 +85,11 @@ export interface Transport {
    */
   announceCancel(): Promise<boolean>;
   /**
-   * What the broker holds of the task queue, asked now; a queue found deleted is declared
-   * again. Only where tasks wait on a broker (absent for a local pool, whose tasks are always
+   * What the broker holds of the task queue (or of a size class's queue), asked now; a queue
+   * found deleted is declared again. Only where tasks wait on a broker (absent for a local pool, whose tasks are always
    * its own to account for).
    */
-  view?(): Promise<QueueView>;
+  view?(sizeClass?: string): Promise<QueueView>;
   /** Results of the run waiting to be read (0 where results never wait, as in a local pool). */
   waiting(): Promise<number>;
   /**

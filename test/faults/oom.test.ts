@@ -1,11 +1,4 @@
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -13,55 +6,12 @@ import { cliEnv, processesIn, ROOT, tasker, waitFor, worker } from '../helpers/c
 import { brokerUrl, eachFleet } from '../helpers/fleet.js';
 import { endsOf, ledgerOf } from '../helpers/ledger.js';
 import { count } from './figures.js';
+import { memoryCgroup } from './memoryCgroup.js';
 import { killTree } from './support.js';
 
 let dir: string;
 let queue: string;
 eachFleet((fleet) => ({ dir, queue } = fleet), { leftovers: 'wait' });
-
-/**
- * A memory cgroup of the test's own with a hard limit (cgroup v2 where this machine has its
- * memory controller there, else v1), or undefined where this process may not make one.
- */
-function memoryCgroup(limit: number): { procs: string; remove: () => void } | undefined {
-  const name = `warren-test-${process.pid}-${Date.now()}`;
-  const self = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
-  const v2 = self.find((line) => line.startsWith('0::'))?.slice(3);
-  const v1 = self.find((line) => line.split(':')[1]?.split(',').includes('memory'))?.split(':')[2];
-  const attempts: (() => string)[] = [];
-  if (v2 !== undefined && existsSync('/sys/fs/cgroup/cgroup.controllers')) {
-    attempts.push(() => {
-      const parent = join('/sys/fs/cgroup', v2);
-      const dir = join(parent, name);
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'memory.max'), String(limit));
-      writeFileSync(join(dir, 'memory.swap.max'), '0');
-      return dir;
-    });
-  }
-  if (v1 !== undefined) {
-    attempts.push(() => {
-      const dir = join('/sys/fs/cgroup/memory', v1, name);
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limit));
-      try {
-        writeFileSync(join(dir, 'memory.memsw.limit_in_bytes'), String(limit));
-      } catch {
-        // no swap accounting: fine where there is no swap
-      }
-      return dir;
-    });
-  }
-  for (const attempt of attempts) {
-    try {
-      const made = attempt();
-      return { procs: join(made, 'cgroup.procs'), remove: () => rmdirSync(made) };
-    } catch {
-      // not allowed here; try the next kind
-    }
-  }
-  return undefined;
-}
 
 const env = () => ({ RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue });
 
@@ -103,6 +53,8 @@ describe('faults: memory', () => {
       expect(failed).toHaveLength(1);
       expect(failed[0]).toMatchObject({ failure: 'oom', exitCode: 137, signal: 'SIGKILL' });
       expect(failed[0]?.reason).toMatch(/OOM killer/);
+      // With no size classes configured, the failure says how a bigger worker could take it.
+      expect(result.stderr).toMatch(/tasker --classes default,large/);
       count({ tasksRun: 2 });
     } finally {
       await waitFor(() => processesIn(dir).length === 0, 10_000, 'the boxed worker gone');

@@ -35,7 +35,7 @@ const TASKER_PERMISSIONS = [
 const WORKER_PERMISSIONS = [
   '^(warren\\.worker\\..*|amq\\.gen-.*)$',
   '^(warren\\.results|amq\\.gen-.*)$',
-  '^(warren\\.tasks|warren\\.control|amq\\.gen-.*)$',
+  '^(warren\\.tasks(\\.class\\.[a-z0-9-]+)?|warren\\.control|amq\\.gen-.*)$',
 ];
 
 /** A CA and a certificate for localhost signed by it, readable by the rabbitmq user. */

@@ -20,7 +20,9 @@ import {
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { PLAIN, plainFiles, render, TASKER_SCRIPT } from '../../scripts/plainManifests.js';
+import { loadClasses } from '../../shared/config/classes.js';
 import { ENVIRONMENT } from '../../shared/config/environment.js';
+import { classQueue, NAMES } from '../../shared/topology.js';
 import { FIXTURES, ROOT } from '../helpers/cli.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
 
@@ -34,6 +36,8 @@ const OVERLAYS = [
   'overlays/cloud/run',
   'overlays/cloud-drain',
   'overlays/cloud-keda-jobs',
+  '../test/fixtures/kube/size-classes',
+  '../test/fixtures/kube/size-classes/run',
 ];
 const VERSION = (
   JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
@@ -295,6 +299,43 @@ describe('what the components and the run change', () => {
     const cloud = rendered('overlays/cloud');
     expect(byKind(cloud, 'ScaledObject', 'warren-worker')).toBeTruthy();
     expect(byKind(cloud, 'Deployment', 'warren-worker').spec).not.toHaveProperty('replicas');
+  });
+
+  it('size classes: a large worker on its own queue, with more memory, scaled by KEDA on that queue', () => {
+    const objects = rendered('../test/fixtures/kube/size-classes');
+    const small = byKind(objects, 'Deployment', 'warren-worker').spec.template.spec.containers[0];
+    const large = byKind(objects, 'Deployment', 'warren-worker-large');
+    const [worker] = large.spec.template.spec.containers;
+    const sizeClass = (worker.args as string[])
+      .find((arg) => arg.startsWith('--class='))
+      ?.slice('--class='.length);
+    expect(sizeClass).toBe('large');
+    // Memory request = limit, and more of it than the default class has.
+    const { requests, limits } = worker.resources;
+    expect(limits.memory).toBe(requests.memory);
+    const gi = (quantity: string) => Number(quantity.replace(/Gi$/, ''));
+    expect(gi(requests.memory)).toBeGreaterThan(gi(small.resources.requests.memory));
+    // Each class's ScaledObject watches the queue the code derives for it (no WARREN_QUEUE is set).
+    expect(worker.env.map((v: K8sObject) => v.name)).not.toContain('WARREN_QUEUE');
+    const trigger = (name: string) =>
+      byKind(objects, 'ScaledObject', name).spec.triggers[0].metadata.queueName;
+    expect(trigger('warren-worker')).toBe(classQueue(NAMES.taskQueue, 'default'));
+    expect(trigger('warren-worker-large')).toBe(classQueue(NAMES.taskQueue, sizeClass));
+    expect(byKind(objects, 'ScaledObject', 'warren-worker-large').spec.scaleTargetRef.name).toBe(
+      'warren-worker-large',
+    );
+    expect(large.spec).not.toHaveProperty('replicas');
+    // The components listed after it reach the large workers too.
+    expect(worker.envFrom).toContainEqual({ secretRef: { name: 'warren-s3' } });
+    expect(byKind(objects, 'PodDisruptionBudget', 'warren-worker-large')).toBeTruthy();
+    // The run's tasker lists the classes, smallest first, the large worker's among them.
+    const [tasker] = byKind(
+      rendered('../test/fixtures/kube/size-classes/run'),
+      'Job',
+      'warren-tasker',
+    ).spec.template.spec.containers;
+    const listed = tasker.env.find((v: K8sObject) => v.name === 'WARREN_CLASSES')?.value;
+    expect(loadClasses({ WARREN_CLASSES: listed }, undefined)).toEqual(['default', sizeClass]);
   });
 
   it('KEDA replaces its worker Jobs gradually, and they are drain-mode workers', () => {

@@ -53,6 +53,7 @@ const WORKER_ONLY = [
   'WARREN_INFLIGHT_DIR',
   'WARREN_HEALTH_PORT',
   'WARREN_METRICS_PORT',
+  'WARREN_CLASS',
 ];
 
 describe('configuration', () => {
@@ -118,6 +119,33 @@ describe('configuration', () => {
     expect(loadWorkerConfig({ concurrency: '4' }, { WARREN_PREFETCH: '8' }).prefetch).toBe(8);
     expect(() => loadWorkerConfig({ concurrency: '4', prefetch: '2' }, {})).toThrow(
       'invalid prefetch `2`: expected a whole number from 4 to 400',
+    );
+  });
+  it('reads size classes: a worker serves one queue, a run lists them smallest first', () => {
+    expect(loadWorkerConfig({}, {}).queue).toBe('warren.tasks');
+    expect(loadWorkerConfig({ class: 'large' }, { WARREN_QUEUE: 'q' })).toMatchObject({
+      queue: 'q.class.large',
+      sizeClass: 'large',
+    });
+    expect(loadWorkerConfig({}, { WARREN_CLASS: 'default' }).queue).toBe('warren.tasks');
+    expect(() => loadWorkerConfig({ class: 'Large' }, {})).toThrow(
+      'invalid size class `Large`: use 1-31 lowercase letters, digits or -',
+    );
+    expect(loadRunConfig({}, {}).classes).toEqual([]);
+    expect(loadRunConfig({ classes: 'default, large,xlarge' }, {}).classes).toEqual([
+      'default',
+      'large',
+      'xlarge',
+    ]);
+    expect(loadRunConfig({}, { WARREN_CLASSES: 'default,large' }).classes).toEqual([
+      'default',
+      'large',
+    ]);
+    expect(() => loadRunConfig({ classes: 'large,xlarge' }, {})).toThrow(
+      'invalid size classes `large,xlarge`: the first is `default`, where every task starts (--classes default,large,xlarge)',
+    );
+    expect(() => loadRunConfig({ classes: 'default,large,large' }, {})).toThrow(
+      'a class is named twice',
     );
   });
 });

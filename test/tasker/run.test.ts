@@ -349,3 +349,16 @@ describe('tasker once and send', () => {
     ]);
   });
 });
+
+describe('tasker run --classes', () => {
+  it('is refused in local mode with one line and exit 2, leaving no run behind', async () => {
+    write('jobs.sh', 'echo hi > hi.txt\n');
+    const result = await tasker(['run', 'jobs.sh', '--classes', 'default,large'], { cwd: dir });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      'tasker: size classes need workers: --classes default,large moves tasks between worker queues, and in local mode there are none (set RABBITMQ_URL, or leave out --classes)',
+    ]);
+    expect(existsSync(join(dir, 'hi.txt'))).toBe(false);
+    expect(existsSync(state())).toBe(false);
+  });
+});

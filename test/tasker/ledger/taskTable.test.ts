@@ -102,4 +102,47 @@ describe("the run's memory, on the task table", () => {
     memory.tasks.set(slot, TaskState.SUCCEEDED, 1);
     expect([memory.succeeded(id), memory.attempts(id)]).toEqual([true, 1]);
   });
+
+  it('keeps the size class of a task apart from its state, and a move up uses no retry', () => {
+    const table = new TaskTable();
+    const slot = table.add(taskId(1));
+    table.take(slot, 1, 0, 10);
+    expect(table.sizeClass(slot)).toBe(0);
+    table.moveUp(slot, 1);
+    // The next attempt is awaited on class 1; the first attempt of the session moved with it.
+    expect([
+      table.state(slot),
+      table.attempt(slot),
+      table.first(slot),
+      table.sizeClass(slot),
+    ]).toEqual([TaskState.IN_FLIGHT, 2, 2, 1]);
+    table.vanish(slot);
+    expect([table.attempt(slot), table.vanished(slot), table.sizeClass(slot)]).toEqual([3, 1, 1]);
+    table.set(slot, TaskState.SUCCEEDED, 3);
+    expect([table.state(slot), table.sizeClass(slot), table.first(slot)]).toEqual([
+      TaskState.SUCCEEDED,
+      1,
+      3,
+    ]);
+    expect(table.slotsIn(TaskState.SUCCEEDED)).toEqual([slot]);
+    expect(table.count(TaskState.IN_FLIGHT)).toBe(0);
+    table.setSizeClass(slot, 15);
+    expect([table.state(slot), table.sizeClass(slot)]).toEqual([TaskState.SUCCEEDED, 15]);
+  });
+
+  it('remembers from the ledger the class a task last ran on', () => {
+    const memory = new RunMemory();
+    const id = taskId(1);
+    memory.queued(id, 1, 0);
+    memory.ended(id, 1, false, 0);
+    memory.queued(id, 2, 1);
+    memory.ended(id, 2, false, 1);
+    memory.ended(id, 1, false, 0); // a late duplicate of the older attempt changes nothing
+    const slot = memory.tasks.find(id);
+    expect([
+      memory.tasks.state(slot),
+      memory.tasks.attempt(slot),
+      memory.tasks.sizeClass(slot),
+    ]).toEqual([TaskState.TRIED, 2, 1]);
+  });
 });
