@@ -4,7 +4,12 @@ import { InputError } from '../../shared/errors.js';
 import { statePaths } from '../../shared/statePaths.js';
 import type { TaskerFlags } from '../config.js';
 import type { PhasePlan } from '../jobs/index.js';
-import { latestRun, type PlannedPhase, plannedPhasesVisitor } from '../ledger/index.js';
+import {
+  type LedgerVisitor,
+  latestRun,
+  type PlannedPhase,
+  plannedPhasesVisitor,
+} from '../ledger/index.js';
 import {
   describeFilter,
   type GroupFilter,
@@ -47,6 +52,26 @@ function filterOf(flags: RerunFlags): GroupFilter {
   };
 }
 
+/**
+ * A visitor that finds the attempts a run published or started and that have no end yet: on a
+ * broker, still out (an interrupted session's), and their results may yet come.
+ */
+function attemptsOut(out: Map<string, number>): LedgerVisitor {
+  const sent = (task: string, attempt: number) => {
+    if (attempt > (out.get(task) ?? 0)) out.set(task, attempt);
+  };
+  return {
+    queued: (record) => {
+      for (const [task, attempt] of record.tasks) sent(task, attempt);
+    },
+    start: (record) => sent(record.task, record.attempt),
+    end: (record) => {
+      if (record.attempt >= (out.get(record.task) ?? Number.POSITIVE_INFINITY))
+        out.delete(record.task);
+    },
+  };
+}
+
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
 
 /**
@@ -62,7 +87,11 @@ export async function rerunCommand(flags: TaskerFlags & RerunFlags): Promise<num
   const run = settings.runId ?? (await latestRun(settings.stateDir));
   const config = { ...settings, runId: run };
   const planned = new Map<string, PlannedPhase>();
-  const status = await runStatus(config.stateDir, run, [plannedPhasesVisitor(planned)]);
+  const out = new Map<string, number>();
+  const status = await runStatus(config.stateDir, run, [
+    plannedPhasesVisitor(planned),
+    attemptsOut(out),
+  ]);
   if (status.state === 'running')
     throw new InputError('RUN_RUNNING', `run ${run} is running; rerun its tasks once it has ended`);
   if (status.state === 'cancelled')
@@ -74,6 +103,12 @@ export async function rerunCommand(flags: TaskerFlags & RerunFlags): Promise<num
     throw new InputError(
       'RUN_WAITING',
       `run ${run} has tasks out on the broker (\`send --no-wait\`); \`tasker collect --run-id ${run}\` them first`,
+    );
+  // Their results would come to a session that does not wait for them.
+  if (status.mode === 'rabbitmq' && out.size > 0)
+    throw new InputError(
+      'RUN_TASKS_OUT',
+      `run ${run} has ${plural(out.size, 'task')} still out on the broker from an interrupted session; resume the run (or \`tasker collect --run-id ${run}\`) first`,
     );
   const chosen = selectGroups(groupFailures(status.tasks), filter, run);
   const ids = new Set(chosen.flatMap((group) => group.tasks));

@@ -1,10 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tasker } from '../../helpers/cli.js';
+import { tasker, waitFor } from '../../helpers/cli.js';
 import {
   brokerUrl,
   declareTaskQueue,
+  deleteQueues,
   eachFleet,
   startWorkers,
   type WorkerProcess,
@@ -249,5 +250,51 @@ describe('failures by cause, and tasker rerun', () => {
     const text = await tasker(['status', '--failed', '--run-id', 'groups-2'], { cwd: dir });
     expect(text.stdout).toContain('no failed tasks');
     expect(text.stdout).not.toContain('failures by cause');
+  });
+
+  it('refuses to rerun while an interrupted session has tasks out on the broker', async () => {
+    writeJobs();
+    const run = ['--run-id', 'groups-3', '--retries', '0'];
+    expect((await tasker(['run', 'jobs.sh', ...run, '--local'], { cwd: dir })).exitCode).toBe(1);
+    // A resume through the broker with no worker: its tasks wait on the queue; the tasker is
+    // killed, and they stay out.
+    await declareTaskQueue(queue);
+    const env = { RABBITMQ_URL: brokerUrl(), WARREN_QUEUE: queue };
+    const resume = tasker(['run', 'jobs.sh', ...run], { cwd: dir, env });
+    try {
+      await waitFor(
+        () =>
+          ledgerOf(state(), 'groups-3').flatMap((record) =>
+            record.type === 'queued' ? record.tasks : [],
+          ).length >= 5,
+        20_000,
+        'the resumed tasks on the broker',
+      );
+      resume.kill('SIGKILL');
+      await resume;
+      const status = async () =>
+        JSON.parse(
+          (await tasker(['status', '--json', '--run-id', 'groups-3'], { cwd: dir })).stdout,
+        );
+      await waitFor(
+        async () => (await status()).state !== 'running',
+        20_000,
+        'the lock to go stale',
+      );
+      const records = ledgerOf(state(), 'groups-3').length;
+      const refused = await tasker(['rerun', '--group', '1', '--run-id', 'groups-3'], {
+        cwd: dir,
+        env,
+      });
+      expect(refused.exitCode).toBe(2);
+      expect(refused.stderr).toBe(
+        'tasker: run groups-3 has 5 tasks still out on the broker from an interrupted session; resume the run (or `tasker collect --run-id groups-3`) first',
+      );
+      expect(ledgerOf(state(), 'groups-3')).toHaveLength(records);
+    } finally {
+      resume.kill('SIGKILL');
+      await resume;
+      await deleteQueues('warren.results.groups-3');
+    }
   });
 });
