@@ -39,7 +39,10 @@ function addCommon(command: Command): Command {
     .option('--log-format <format>', 'auto (readable on a TTY, JSON elsewhere), json or pretty');
 }
 
-function addRunFlags(command: Command): Command {
+function addRunFlags(
+  command: Command,
+  runIdHelp = 'run to start or resume (default: WARREN_RUN_ID, else a new id)',
+): Command {
   return addCommon(command)
     .option('-j, --slots <n>', 'tasks at once in local mode (default: the number of cores)')
     .option('--local', 'use the local pool even when a broker is configured')
@@ -47,7 +50,7 @@ function addRunFlags(command: Command): Command {
       '--classes <list>',
       'size classes, smallest first, e.g. default,large: a task the OOM killer killed goes to the next class (workers: --class); needs a broker',
     )
-    .option('--run-id <id>', 'run to start or resume (default: WARREN_RUN_ID, else a new id)')
+    .option('--run-id <id>', runIdHelp)
     .option('--workdir <dir>', 'directory tasks run in (default: the current directory)')
     .option('--retries <n>', 'extra attempts for a failed task (default: 2)')
     .option(
@@ -153,6 +156,21 @@ addRunFlags(
       'the command, after `--`: one argument is a shell command line, several are quoted',
     ),
 ).action(lazy(async () => (await import('./commands/run.js')).onceCommand));
+
+addRunFlags(
+  program
+    .command('rerun')
+    .description(
+      'run the failed tasks of one cause again (a group of `tasker status --failed`), in the same run',
+    )
+    .option('--group <n>', 'the group numbered N by `tasker status --failed`')
+    .option('--class <class>', 'failed tasks of this failure class (exit, timeout, oom, ...)')
+    .option(
+      '--signature <text>',
+      'failed tasks whose signature (masked last line) contains TEXT, as shown or as printed',
+    ),
+  'the run (default: WARREN_RUN_ID, else the latest)',
+).action(lazy(async () => (await import('./commands/rerun.js')).rerunCommand));
 
 addCommon(
   program

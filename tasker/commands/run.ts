@@ -18,7 +18,8 @@ import { type RuleFlags, rulesOf, type SweepFlags, sweepOf, sweepText } from './
 import { runPhases } from './runPhases.js';
 import { taskerLogger } from './taskerLog.js';
 
-async function setUp(flags: TaskerFlags): Promise<{ config: RunConfig; log: Logger }> {
+/** The run settings and logger of a command that runs tasks (`run`, `send`, `once`, `rerun`). */
+export async function setUp(flags: TaskerFlags): Promise<{ config: RunConfig; log: Logger }> {
   const config = loadRunConfig(flags);
   checkDirectory(config.workdir, 'working directory');
   // On a broker the workers upload, with their own bucket; here the tasker's slots do.

@@ -20,6 +20,11 @@ export interface RunRequest {
   readonly plan: (run: string) => Promise<PhasePlan[]>;
   /** Publish and return, without waiting for results (`tasker send --no-wait`). */
   readonly noWait?: boolean;
+  /**
+   * A rerun (`tasker rerun`, its plans' `only`): how many tasks of the run it leaves alone that
+   * have not succeeded. While there are any, the run ends failed, however the rerun went.
+   */
+  readonly othersUnfinished?: number;
 }
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
@@ -176,7 +181,7 @@ export async function runPhases(
     for (const [index, plan] of plans.entries()) {
       runLog.info(
         { phase: plan.name },
-        `phase ${index + 1}/${plans.length} ${plan.name}: ${plural(plan.total, `${plan.kind} task`)}`,
+        `phase ${index + 1}/${plans.length} ${plan.name}: ${plural(plan.only?.size ?? plan.total, `${plan.kind} task`)}${plan.only ? ` again, of ${plan.total}` : ''}`,
       );
       const transport = plan.kind === 'serial' ? transports.serial : transports.parallel;
       const summary = await dispatcher.runPhase(plan, transport);
@@ -200,7 +205,9 @@ export async function runPhases(
     }
     progress?.stop();
     logFailures(runLog, summaries);
-    const failed = summaries.some((summary) => summary.failed > 0);
+    const othersLeft = request.othersUnfinished ?? 0;
+    const failedNow = summaries.some((summary) => summary.failed > 0);
+    const failed = failedNow || othersLeft > 0;
     exitCode = interrupted ? EXIT.INTERRUPTED : failed ? EXIT.TASKS_FAILED : EXIT.OK;
     if (cancelled) {
       session.ledger.append({ type: 'cancel', at: new Date().toISOString() });
@@ -211,6 +218,10 @@ export async function runPhases(
     else if (request.noWait && !failed)
       runLog.info(
         `run ${run}: published; \`tasker collect --run-id ${run}\` records its results as they come (\`tasker status\` shows them once collected)`,
+      );
+    else if (!failedNow && othersLeft > 0)
+      runLog.warn(
+        `run ${run}: the tasks run again succeeded; ${plural(othersLeft, 'other task')} of the run did not succeed or did not run (\`tasker status --failed\`), so the run stays failed`,
       );
     else if (!failed) runLog.info(`run ${run} succeeded`);
   } finally {

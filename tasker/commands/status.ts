@@ -1,7 +1,7 @@
 import { EXIT } from '../../shared/errors.js';
 import { loadRunLookup, type TaskerFlags } from '../config.js';
 import { latestRun } from '../ledger/index.js';
-import { formatStatus, runStatus } from '../observe/index.js';
+import { formatGroups, formatStatus, groupFailures, runStatus } from '../observe/index.js';
 
 /** The flags of `tasker status`. */
 export interface StatusFlags extends TaskerFlags {
@@ -19,18 +19,22 @@ export async function statusCommand(flags: StatusFlags): Promise<number> {
   const run = config.runId ?? (await latestRun(config.stateDir));
   const render = async () => {
     const status = await runStatus(config.stateDir, run);
-    if (!flags.json)
-      return {
-        status,
-        text: formatStatus(status, flags.failed ?? false, {
-          stateDir: config.stateDir,
-          cwd: process.cwd(),
-        }),
-      };
+    // With --failed, the failed tasks grouped by cause come after them (failureGroups.ts).
+    const groups = flags.failed ? groupFailures(status.tasks) : undefined;
+    if (!flags.json) {
+      const text = formatStatus(status, flags.failed ?? false, {
+        stateDir: config.stateDir,
+        cwd: process.cwd(),
+      });
+      return { status, text: groups ? `${text}${formatGroups(groups)}` : text };
+    }
     const tasks = flags.failed
       ? status.tasks.filter((task) => task.state === 'failed')
       : status.tasks;
-    return { status, text: `${JSON.stringify({ ...status, tasks }, null, 2)}\n` };
+    return {
+      status,
+      text: `${JSON.stringify({ ...status, tasks, ...(groups ? { groups } : {}) }, null, 2)}\n`,
+    };
   };
   let shown = '';
   for (;;) {

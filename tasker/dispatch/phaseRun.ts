@@ -156,7 +156,7 @@ export class PhaseRun {
     return tally.summary(
       phase,
       this.total,
-      this.stage === 'interrupted' || tally.expected < phase.total,
+      this.stage === 'interrupted' || tally.expected < (phase.only?.size ?? phase.total),
     );
   }
 
@@ -165,9 +165,11 @@ export class PhaseRun {
     return this.stage === 'stopping' || this.stage === 'interrupted';
   }
 
-  /** The phase's tasks: planned and spawned. */
+  /** The phase's tasks: planned and spawned (of a rerun: those it runs, and what they spawn). */
   private get total(): number {
-    return this.context.phase.total + this.tasks.spawned.count;
+    const { only, total } = this.context.phase;
+    const spawned = this.tasks.spawned;
+    return only ? only.size + spawned.fresh : total + spawned.count;
   }
 
   /** Starts listening to the transport, at the first task handed to it. */

@@ -18,10 +18,15 @@ export class PhaseTasks {
     this.spool = new SpoolReader(phase.spool);
   }
 
-  /** The phase's planned tasks, from its phase file, then those spawned in an earlier session. */
+  /**
+   * The phase's planned tasks, from its phase file, then those spawned in an earlier session;
+   * of a rerun, only those it runs again.
+   */
   async *all(): AsyncGenerator<SpooledTask> {
-    yield* readSpool(this.phase.spool);
-    yield* this.spawned.earlier();
+    const only = this.phase.only;
+    for await (const task of readSpool(this.phase.spool))
+      if (!only || only.has(task.id)) yield task;
+    for (const task of this.spawned.earlier()) if (!only || only.has(task.id)) yield task;
   }
 
   /**

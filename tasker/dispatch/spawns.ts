@@ -54,6 +54,8 @@ export class PhaseSpawns {
   private readonly commands: string[] = [];
   /** Spawned commands dropped at `--max-tasks`. */
   private dropped = 0;
+  /** How many of `commands` an earlier session spawned. */
+  private readonly earlierCount: number;
 
   constructor(
     private readonly run: string,
@@ -65,11 +67,17 @@ export class PhaseSpawns {
   ) {
     // Tasks spawned in this phase by an earlier session of the run come after the planned ones.
     for (const [, command] of memory.spawnedIn(phase)) this.commands.push(command);
+    this.earlierCount = this.commands.length;
   }
 
   /** How many tasks were spawned in the phase, earlier sessions included. */
   get count(): number {
     return this.commands.length;
+  }
+
+  /** How many tasks were spawned in the phase in this session. */
+  get fresh(): number {
+    return this.commands.length - this.earlierCount;
   }
 
   /** The command of the spawned task at `index` (its `offset` in the task table). */

@@ -8,4 +8,9 @@ export interface PhasePlan {
   readonly total: number;
   /** The phase file: one `[id, command]` JSON line per task (see spool.ts). */
   readonly spool: string;
+  /**
+   * A rerun (`tasker rerun`): only these of the phase's tasks run, planned or spawned by an
+   * earlier session; the others stay as the ledger has them. `total` still counts them all.
+   */
+  readonly only?: ReadonlySet<string>;
 }
