@@ -7,7 +7,13 @@ import { loadBroker, loadQueue, loadSigningKey } from '../shared/config/broker.j
 import { taskEnvironment } from '../shared/config/environment.js';
 import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/logging.js';
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
-import { checkRunId, type Environment, integer, settingReader } from '../shared/config/read.js';
+import {
+  checkRunId,
+  type Environment,
+  integer,
+  oneOf,
+  settingReader,
+} from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
 import { MINUTE, SECOND } from '../shared/duration.js';
 
@@ -27,6 +33,7 @@ export interface TaskerFlags extends PathFlags, LogFlags {
   readonly local?: boolean;
   readonly bucket?: string;
   readonly upload?: readonly string[];
+  readonly order?: string;
 }
 
 /** What every command about one run reads: where its state is, and which run. */
@@ -137,6 +144,13 @@ export interface RunConfig extends BrokerCommandConfig {
    * @defaultValue 1 minute (`WARREN_LOST_AFTER`, `--lost-after`)
    */
   readonly lostAfterMs: number;
+  /**
+   * The order a parallel phase's tasks are published in: `longest` expected first (by how long
+   * each command took the last time it succeeded in a run of the state dir; commands with no
+   * history first), or `file` order.
+   * @defaultValue `longest` (`WARREN_ORDER`, `--order`)
+   */
+  readonly order: 'longest' | 'file';
   /**
    * Run with the local pool even when a broker is configured.
    * @defaultValue false (`--local`)
@@ -264,6 +278,7 @@ export function loadRunConfig(
     killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
     lostAfterMs: read.duration(flags.lostAfter, 'WARREN_LOST_AFTER', 'lost-after bound', MINUTE),
     local: flags.local ?? false,
+    order: oneOf(read.text(flags.order, 'WARREN_ORDER') ?? 'longest', ['longest', 'file'], 'order'),
     ...loadTaskerBroker(env, cwd),
     maxTasks:
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),

@@ -47,8 +47,14 @@ export class Progress {
     bar.update(progress.done, payload);
   }
 
-  /** Time left at the pace since this tasker first saw the phase; `-` until a task ends. */
+  /**
+   * Time left: from the durations the phase's tasks took in earlier runs when the tasker has
+   * them (docs/observing.md), else at the pace since this tasker first saw the phase (`-` until
+   * a task ends).
+   */
   private eta(progress: PhaseProgress): string {
+    if (progress.etaMs !== undefined && progress.done < progress.total)
+      return formatDuration(progress.etaMs);
     const start = this.started.get(progress.phase);
     if (!start) {
       this.started.set(progress.phase, { at: Date.now(), done: progress.done });
