@@ -727,6 +727,148 @@ async function manySlots(work: string, broker: TestBroker): Promise<Row> {
   };
 }
 
+/**
+ * Longest first, from history: 20 x `sleep 0.2` then 3 x `sleep 2` (10 s of work) on 2 workers of
+ * 1 slot. A first run records the durations; then, in the same rounds, the phase published
+ * longest first (the default) and in file order (`--order file`), next to the lower bound
+ * max(longest task, work / slots) = 5 s. In a workdir of its own, so its history is only this.
+ */
+async function longestFirst(work: string, broker: TestBroker): Promise<Row[]> {
+  const dir = join(work, 'order');
+  mkdirSync(dir, { recursive: true });
+  const durations = [
+    ...Array.from({ length: 20 }, () => 0.2),
+    ...Array.from({ length: 3 }, () => 2),
+  ];
+  const slots = 2;
+  const ideal = Math.max(...durations, durations.reduce((a, b) => a + b, 0) / slots);
+  const jobs = join(dir, 'mixed.sh');
+  writeFileSync(jobs, durations.map((d, i) => `sleep ${d} # task ${i}\n`).join(''));
+  const workers = await fleet(dir, broker, slots, 1);
+  const run = async (id: string, order: string) => {
+    await execa('node', [TASKER, 'run', jobs, '--workdir', dir, '--run-id', id, '--order', order], {
+      env: workers.env,
+    });
+    return phaseSeconds(dir, id);
+  };
+  const longest: number[] = [];
+  const file: number[] = [];
+  try {
+    await run(`bench-order-history-${process.pid}`, 'file');
+    for (let round = 0; round < ROUNDS; round++) {
+      longest.push(await run(`bench-order-longest-${process.pid}-${round}`, 'longest'));
+      file.push(await run(`bench-order-file-${process.pid}-${round}`, 'file'));
+    }
+  } finally {
+    await workers.stop();
+  }
+  const l = median(longest);
+  const f = median(file);
+  return [
+    {
+      case: `23 tasks (20 x \`sleep 0.2\`, then 3 x \`sleep 2\`) on 2 workers of 1 slot, durations from a prior run, published longest first: phase time next to the lower bound max(longest, work / slots) = ${ideal} s`,
+      warren: l,
+      baseline: ideal,
+      unit: 's',
+      target: '<= 4/3 of the lower bound (LPT)',
+      ok: l / ideal <= 4 / 3,
+    },
+    {
+      case: 'the same tasks in file order (`--order file`), next to the same bound',
+      warren: f,
+      baseline: ideal,
+      unit: 's',
+      target: 'reported',
+      ok: true,
+    },
+    {
+      case: 'longest first next to file order, same tasks, same rounds',
+      warren: l,
+      baseline: f,
+      unit: 's',
+      target: 'faster (< 1.00x)',
+      ok: l < f,
+    },
+  ];
+}
+
+/**
+ * What the duration history costs: a state dir holding one ledger of 200,000 succeeded attempts
+ * (10 runs of a 20,000-task phase), indexed from nothing, then loaded again with nothing new, and
+ * a 20,000-task phase ordered by it.
+ */
+async function historyCost(work: string): Promise<Row[]> {
+  const { DurationHistory } = await import('../tasker/history/index.js');
+  const { orderPhase } = await import('../tasker/dispatch/publishOrder.js');
+  const state = join(work, 'history-state');
+  const runs = 10;
+  const tasks = 20_000;
+  const command = (i: number) =>
+    `python -m asreview simulate data/d${i % 50}.csv -o output/simulation/d${i % 50}/state_files/sim_${i}.asreview --seed ${i}`;
+  let bytes = 0;
+  for (let r = 0; r < runs; r++) {
+    const dir = join(state, 'runs', `bench-history-${r}`);
+    mkdirSync(dir, { recursive: true });
+    const at = Date.parse('2026-12-01T00:00:00Z') + r * 3_600_000;
+    const lines: string[] = [];
+    for (let i = 0; i < tasks; i++) {
+      lines.push(
+        `${JSON.stringify({ type: 'start', at: new Date(at).toISOString(), task: i.toString(16).padStart(16, '0'), phase: 'simulate', attempt: 1, worker: 'w1-1' })}\n`,
+        `${JSON.stringify({ type: 'end', at: new Date(at).toISOString(), task: i.toString(16).padStart(16, '0'), phase: 'simulate', command: command(i), attempt: 1, state: 'succeeded', final: true, failure: null, reason: null, worker: 'w1-1', host: 'node-1', startedAt: new Date(at - 1000 - (i % 977)).toISOString(), finishedAt: new Date(at).toISOString(), exitCode: 0, signal: null, errorTail: '', logs: { stdout: { file: 'runs/x/logs/w1-1.out', start: i * 100, end: i * 100 + 100 }, stderr: { file: 'runs/x/logs/w1-1.err', start: 0, end: 0 } } })}\n`,
+      );
+    }
+    const text = lines.join('');
+    bytes += Buffer.byteLength(text);
+    writeFileSync(join(dir, 'ledger.jsonl'), text);
+  }
+  const cold = await seconds(() => DurationHistory.load(state));
+  const warm = await seconds(() => DurationHistory.load(state));
+  const { history } = await DurationHistory.load(state);
+  const spool = join(work, 'history-phase.jsonl');
+  writeFileSync(
+    spool,
+    Array.from(
+      { length: tasks },
+      (_, i) => `${JSON.stringify([i.toString(16).padStart(16, '0'), command(i)])}\n`,
+    ).join(''),
+  );
+  const ordered = await seconds(async () => {
+    const order = await orderPhase(
+      { name: 'simulate', kind: 'parallel', total: tasks, spool },
+      'longest',
+      (text) => history.expectedMs(text),
+    );
+    for await (const _ of order.tasks());
+  });
+  const mb = (bytes / 1024 / 1024).toFixed(0);
+  return [
+    {
+      case: `duration history: indexing ${(runs * tasks).toLocaleString('en')} succeeded attempts from nothing (${runs} ledgers, ${mb} MB; once per state dir)`,
+      warren: cold,
+      baseline: null,
+      unit: 's',
+      target: 'reported',
+      ok: true,
+    },
+    {
+      case: 'duration history: loading it again, nothing new in the ledgers (every run start)',
+      warren: warm * 1000,
+      baseline: null,
+      unit: 'ms',
+      target: '<= 100 ms',
+      ok: warm <= 0.1,
+    },
+    {
+      case: `ordering a ${tasks.toLocaleString('en')}-task phase longest first by it (read, look up, sort, read back)`,
+      warren: ordered * 1000,
+      baseline: null,
+      unit: 'ms',
+      target: '<= 500 ms',
+      ok: ordered <= 0.5,
+    },
+  ];
+}
+
 async function millionLines(work: string): Promise<Row[]> {
   const jobs = join(work, 'million.sh');
   const line = (i: number) =>
@@ -807,7 +949,7 @@ try {
     );
   }
   // BENCH_ONLY=<regex> runs the cases whose key matches (keys: local, shell, broker, sleepers,
-  // rate, long, barrier, kill, slots, publish, lines, startup).
+  // rate, long, barrier, kill, slots, publish, lines, startup, order, history).
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   const cases: [string, () => Promise<Row | Row[]>][] = [
     ['local', () => localVersusXargs(work, '2,000 x `true`, 2 slots, local mode', 'true', 1.2)],
@@ -832,6 +974,8 @@ try {
     ['publish', () => publishing(work, broker as TestBroker)],
     ['lines', () => millionLines(work)],
     ['startup', () => startup(work, broker as TestBroker)],
+    ['order', () => longestFirst(work, broker as TestBroker)],
+    ['history', () => historyCost(work)],
   ];
   const rows: Row[] = [];
   for (const [key, measure] of cases) {

@@ -34,10 +34,16 @@ export class IdMap {
 
   /** The slot of `id`, added with every column 0 when it is not in the map. */
   upsert(id: string): number {
+    return this.upsertKey(
+      Number.parseInt(id.slice(0, 8), 16) >>> 0,
+      Number.parseInt(id.slice(8, 16), 16) >>> 0,
+    );
+  }
+
+  /** `upsert` by the id's two 32-bit halves (as `keyAt` gives them): no strings. */
+  upsertKey(hi: number, lo: number): number {
     if ((this.count + 1) * 4 > this.used.length * 3) this.grow();
-    const hi = Number.parseInt(id.slice(0, 8), 16) >>> 0;
-    const lo = Number.parseInt(id.slice(8, 16), 16) >>> 0;
-    const slot = this.probe(hi, lo);
+    const slot = this.probe(hi >>> 0, lo >>> 0);
     if (!this.used[slot]) {
       this.used[slot] = 1;
       this.keys[slot * 2] = hi;
@@ -45,6 +51,16 @@ export class IdMap {
       this.count++;
     }
     return slot;
+  }
+
+  /** Ids held. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** The id held in `slot` as its two 32-bit halves, high first. */
+  keyAt(slot: number): readonly [number, number] {
+    return [this.keys[slot * 2] ?? 0, this.keys[slot * 2 + 1] ?? 0];
   }
 
   get(slot: number, column: number): number {

@@ -20,6 +20,11 @@ export const statePaths = {
   cancelRequest: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'cancel'),
   /** What the broker said of the task queue at a running tasker's last look (for status). */
   brokerView: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'broker.json'),
+  /**
+   * Durations of the commands that succeeded in the state dir's runs, indexed from their ledgers
+   * (tasker/history): rebuilt from the ledgers when missing, so deleting it loses nothing.
+   */
+  durations: (stateDir: string) => join(stateDir, 'history', 'durations.bin'),
   phasesDir: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'phases'),
   spool: (stateDir: string, run: string, phase: string) =>
     join(stateDir, 'runs', run, 'phases', `${phase}.jsonl`),

@@ -23,6 +23,15 @@ export function taskId(run: string, phase: string, command: string, occurrence =
 }
 
 /**
+ * The key of a command by its content alone (the command text after templating, whatever its run
+ * or phase): the same command in another run has the same key, so its durations there say how
+ * long it will take here (tasker/history).
+ */
+export function commandKey(command: string): string {
+  return digest16(command);
+}
+
+/**
  * Numbers repeated lines without keeping the lines: a count per 64-bit hash in an IdMap, so a
  * million-line jobs file costs ~16 MB here instead of the ~100 MB of a Map of strings.
  */

@@ -58,6 +58,10 @@ function addRunFlags(
       'delay before the first retry, doubled after each (default: 1s)',
     )
     .option('--keep-going', 'run later phases even when a phase has failed tasks')
+    .option(
+      '--order <order>',
+      'publish parallel tasks `longest` expected first (from earlier runs) or in `file` order (default: longest)',
+    )
     .option('--timeout <duration>', 'per-task time limit, e.g. 30m (default: none)')
     .option(
       '--kill-grace <duration>',

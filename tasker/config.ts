@@ -8,7 +8,13 @@ import { loadClasses } from '../shared/config/classes.js';
 import { taskEnvironment } from '../shared/config/environment.js';
 import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/logging.js';
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
-import { checkRunId, type Environment, integer, settingReader } from '../shared/config/read.js';
+import {
+  checkRunId,
+  type Environment,
+  integer,
+  oneOf,
+  settingReader,
+} from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
 import { MINUTE, SECOND } from '../shared/duration.js';
 
@@ -29,6 +35,7 @@ export interface TaskerFlags extends PathFlags, LogFlags {
   readonly bucket?: string;
   readonly upload?: readonly string[];
   readonly classes?: string;
+  readonly order?: string;
 }
 
 /** What every command about one run reads: where its state is, and which run. */
@@ -146,6 +153,13 @@ export interface RunConfig extends BrokerCommandConfig {
    * @defaultValue none: an OOM kill is a failure as any other (`WARREN_CLASSES`, `--classes`)
    */
   readonly classes: readonly string[];
+  /**
+   * The order a parallel phase's tasks are published in: `longest` expected first (by how long
+   * each command took the last time it succeeded in a run of the state dir; commands with no
+   * history first), or `file` order.
+   * @defaultValue `longest` (`WARREN_ORDER`, `--order`)
+   */
+  readonly order: 'longest' | 'file';
   /**
    * Run with the local pool even when a broker is configured.
    * @defaultValue false (`--local`)
@@ -274,6 +288,7 @@ export function loadRunConfig(
     lostAfterMs: read.duration(flags.lostAfter, 'WARREN_LOST_AFTER', 'lost-after bound', MINUTE),
     local: flags.local ?? false,
     classes: loadClasses(env, flags.classes),
+    order: oneOf(read.text(flags.order, 'WARREN_ORDER') ?? 'longest', ['longest', 'file'], 'order'),
     ...loadTaskerBroker(env, cwd),
     maxTasks:
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),

@@ -7,6 +7,7 @@ import { statePaths } from '../../shared/statePaths.js';
 import { resultsQueue } from '../../shared/topology.js';
 import type { RunConfig } from '../config.js';
 import { Dispatcher, type PhaseSummary } from '../dispatch/index.js';
+import { DurationHistory } from '../history/index.js';
 import type { PhasePlan } from '../jobs/index.js';
 import { newRunId, openSession } from '../ledger/index.js';
 import { BrokerViewFile } from '../observe/index.js';
@@ -64,6 +65,33 @@ function logFailures(log: Logger, summaries: readonly PhaseSummary[]): void {
         `  ... and ${summary.failed - summary.failures.length} more in phase ${summary.name} (see \`tasker status --failed\`)`,
       );
     }
+  }
+}
+
+/**
+ * How long commands took in the state dir's runs, for the parallel phases' order and ETA: brought
+ * up to date with the ledgers (only what they gained since the last look is read). A history
+ * that cannot be read is said and left out: the run goes on in file order.
+ */
+async function loadHistory(
+  config: RunConfig,
+  plans: readonly PhasePlan[],
+  log: Logger,
+): Promise<DurationHistory | undefined> {
+  if (!plans.some((plan) => plan.kind === 'parallel')) return undefined;
+  try {
+    const { history, load } = await DurationHistory.load(config.stateDir, { log });
+    // Said when it took long enough to notice: the first look at a state dir of big runs.
+    (load.ms >= 2000 ? log.info : log.debug).call(
+      log,
+      `duration history: ${history.size} commands; read ${load.bytes} bytes of ${load.read} ledgers in ${load.ms} ms${load.rebuilt ? ' (built anew)' : ''}`,
+    );
+    return history;
+  } catch (error) {
+    log.warn(
+      `cannot read the duration history of \`${config.stateDir}\`: ${(error as Error).message}; publishing in file order`,
+    );
+    return undefined;
   }
 }
 
@@ -135,6 +163,7 @@ export async function runPhases(
     isReadable(config.logFormat) && process.stderr.isTTY === true && plans.length > 0
       ? new (await import('../observe/progress.js')).Progress(plans.map((plan) => plan.name))
       : undefined;
+  const history = await loadHistory(config, plans, runLog);
   const brokerView = new BrokerViewFile(statePaths.brokerView(config.stateDir, run));
   const dispatcher = new Dispatcher(
     session.ledger,
@@ -150,6 +179,9 @@ export async function runPhases(
       plannedTasks: plans.reduce((sum, plan) => sum + plan.total, 0),
       noWait: request.noWait,
       lostAfterMs: config.lostAfterMs,
+      order: config.order,
+      expectedMs:
+        history && history.size > 0 ? (command) => history.expectedMs(command) : undefined,
     },
     runLog,
     (update) => {

@@ -1,3 +1,4 @@
+import type { PublishOrder } from './publishOrder.js';
 import type { RetryOptions } from './retryPolicy.js';
 
 /** How the dispatcher runs a run's phases. */
@@ -28,4 +29,14 @@ export interface DispatchOptions extends RetryOptions {
    * publishes nothing (`WARREN_LOST_AFTER`). @defaultValue 1 minute
    */
   readonly lostAfterMs?: number;
+  /**
+   * The order a parallel phase's tasks are published in: longest expected first, or as the
+   * phase file has them (`--order`). @defaultValue `longest`
+   */
+  readonly order?: PublishOrder;
+  /**
+   * How long a command took the last time it succeeded in a run of the state dir, in ms
+   * (tasker/history): orders the phases and makes their ETA. @defaultValue none: file order
+   */
+  readonly expectedMs?: ((command: string) => number | undefined) | undefined;
 }

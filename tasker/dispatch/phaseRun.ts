@@ -1,6 +1,7 @@
 import { formatDuration, MINUTE } from '../../shared/duration.js';
 import type { Logger } from '../../shared/logger.js';
 import { PROTOCOL_VERSION, type TaskMessage, type TaskResult } from '../../shared/protocol.js';
+import { PhaseForecast } from '../history/index.js';
 import type { PhasePlan } from '../jobs/index.js';
 import { endRecordOf, type LedgerWriter, type RunMemory, TaskState } from '../ledger/index.js';
 import type { QueueView, Transport, TransportListener } from '../transports/index.js';
@@ -8,6 +9,7 @@ import { Accounting } from './accounting.js';
 import type { DispatchOptions } from './dispatchOptions.js';
 import { type PhaseProgress, type PhaseSummary, PhaseTally } from './phaseTally.js';
 import { PhaseTasks } from './phaseTasks.js';
+import { orderPhase, type PhaseOrder } from './publishOrder.js';
 import type { RetryPolicy } from './retryPolicy.js';
 import { RetryTimers } from './retryTimers.js';
 import { NO_CLASSES_HINT, SizeClasses } from './sizeClasses.js';
@@ -66,6 +68,8 @@ export class PhaseRun {
   private broker: { view: QueueView; note: string | undefined } | undefined;
   /** The size classes the transport publishes to (none for a local pool). */
   private readonly classes: SizeClasses;
+  /** The phase's time left from its tasks' durations in earlier runs, when some have one. */
+  private forecast: PhaseForecast | undefined;
 
   constructor(private readonly context: PhaseContext) {
     const { phase, options, memory, ledger, log } = context;
@@ -118,8 +122,11 @@ export class PhaseRun {
     const table = this.tasks.table;
     const serial = phase.kind === 'serial';
     this.progressTimer = setInterval(() => this.reportProgress(), 250);
+    const order = await this.order();
     const timing = memory.timing(phase.name);
     if (timing) transport.expect?.(phase.name, timing.meanMs, timing.count);
+    else if (order.known > 0)
+      transport.expect?.(phase.name, order.knownMs / order.known, order.known);
     // Attempts an earlier session left out are waited for, not published again (a pass over
     // the phase file, made only on such a resume).
     if (memory.anyPending) {
@@ -129,7 +136,7 @@ export class PhaseRun {
       tally.expected += adopted;
       if (adopted > 0) this.listen();
     }
-    for await (const task of this.tasks.all()) {
+    for await (const task of this.tasks.inOrder(order)) {
       if (this.halted || this.failure) break;
       const slot = publishOnly ? table.find(task.id) : table.add(task.id);
       if (slot >= 0 && table.first(slot) > 0) continue; // taken already: adopted, or spawned
@@ -140,6 +147,7 @@ export class PhaseRun {
       }
       const attempt = (slot < 0 ? 0 : table.attempt(slot)) + 1;
       if (!publishOnly) table.take(slot, attempt, task.offset, task.length);
+      this.forecast?.taken(task.id, task.expectedMs);
       this.listen();
       tally.submitted++;
       // A resumed task starts on the class its latest attempt ran on.
@@ -158,6 +166,35 @@ export class PhaseRun {
       this.total,
       this.stage === 'interrupted' || tally.expected < (phase.only?.size ?? phase.total),
     );
+  }
+
+  /**
+   * Orders the phase's tasks for publishing (serial phases keep file order) and records how; a
+   * phase some of whose tasks have a history gets a forecast.
+   */
+  private async order(): Promise<PhaseOrder> {
+    const { phase, options, ledger, log } = this.context;
+    const wanted = options.order ?? 'longest';
+    const order = await orderPhase(phase, wanted, options.expectedMs);
+    if (phase.kind !== 'parallel') return order;
+    ledger.append({
+      type: 'order',
+      at: new Date().toISOString(),
+      phase: phase.name,
+      by: order.by,
+      known: order.known,
+      unknown: order.unknown,
+      knownMs: order.knownMs,
+    });
+    if (order.known > 0 && !this.publishOnly) this.forecast = new PhaseForecast(order.medianMs);
+    if (order.by === 'longest') {
+      const without = order.unknown === 0 ? '' : `; the ${order.unknown} without one go first`;
+      log.info(
+        { phase: phase.name },
+        `phase ${phase.name}: publishing longest expected first (${order.known} of ${order.known + order.unknown} tasks took ${formatDuration(order.knownMs)} together in earlier runs${without})`,
+      );
+    }
+    return order;
   }
 
   /** Nothing more starts: the phase stops or was interrupted. */
@@ -295,6 +332,7 @@ export class PhaseRun {
     if (slot < 0) return;
     this.accounting?.leased(slot);
     this.tally.running++;
+    this.forecast?.started(id, at.getTime());
     this.context.ledger.append({
       type: 'start',
       at: at.toISOString(),
@@ -326,6 +364,12 @@ export class PhaseRun {
       ...this.classes.recordField(sizeClass),
     };
     ledger.append(record);
+    this.forecast?.ended(
+      result.task,
+      Date.parse(result.startedAt),
+      Date.parse(result.finishedAt),
+      retry === 0,
+    );
     if (this.tally.running > 0) this.tally.running--;
     // The row first: spawning adds rows, which can move this one. While a retry waits, the
     // next attempt is the one awaited: a duplicate of this result is stale and counts nothing.
@@ -452,7 +496,8 @@ export class PhaseRun {
   }
 
   private reportProgress(): void {
-    const progress = this.tally.progress(this.context.phase.name, this.total);
+    const tally = this.tally.progress(this.context.phase.name, this.total);
+    const progress = this.forecast ? { ...tally, etaMs: this.forecast.etaMs() } : tally;
     const broker = this.broker;
     this.context.onProgress(
       broker ? { ...progress, broker: broker.view, note: broker.note } : progress,

@@ -39,6 +39,11 @@ export interface PhaseProgress {
   readonly broker?: QueueView;
   /** What the phase waits for, when it is worth saying: `no worker is consuming warren.tasks`. */
   readonly note?: string;
+  /**
+   * Time left, in ms, from the durations its tasks took in earlier runs (tasker/history), when
+   * some had one; absent otherwise (the progress line then goes by the pace so far).
+   */
+  readonly etaMs?: number;
 }
 
 /** Failed tasks listed in a summary; the rest are counted. */

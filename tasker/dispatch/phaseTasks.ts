@@ -1,5 +1,6 @@
 import { type PhasePlan, readSpool, type SpooledTask, SpoolReader } from '../jobs/index.js';
 import { TaskState, type TaskTable } from '../ledger/index.js';
+import type { OrderedTask, PhaseOrder } from './publishOrder.js';
 import { type PhaseSpawns, SPAWNED } from './spawns.js';
 
 /**
@@ -27,6 +28,15 @@ export class PhaseTasks {
     for await (const task of readSpool(this.phase.spool))
       if (!only || only.has(task.id)) yield task;
     for (const task of this.spawned.earlier()) if (!only || only.has(task.id)) yield task;
+  }
+
+  /**
+   * The phase's tasks as they are published: the phase file's in `order`, then those spawned in
+   * an earlier session (in the order they were spawned).
+   */
+  async *inOrder(order: PhaseOrder): AsyncGenerator<OrderedTask> {
+    yield* order.tasks();
+    for (const task of this.spawned.earlier()) yield { ...task, expectedMs: undefined };
   }
 
   /**

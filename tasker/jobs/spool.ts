@@ -51,10 +51,15 @@ export class SpoolReader {
   constructor(private readonly path: string) {}
 
   command(offset: number, length: number): string {
+    return this.line(offset, length)[1];
+  }
+
+  /** The line at `offset`: `[id, command]`. */
+  line(offset: number, length: number): readonly [string, string] {
     this.fd ??= openSync(this.path, 'r');
     const buffer = Buffer.alloc(length);
     readSync(this.fd, buffer, 0, length, offset);
-    return (JSON.parse(buffer.toString('utf8')) as [string, string])[1];
+    return JSON.parse(buffer.toString('utf8')) as [string, string];
   }
 
   close(): void {

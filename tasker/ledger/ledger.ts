@@ -18,6 +18,7 @@ export type {
   CancelRecord,
   EndRecord,
   LedgerRecord,
+  OrderRecord,
   PhaseEndRecord,
   PhaseRecord,
   PlanRecord,

@@ -38,6 +38,22 @@ export interface PhaseRecord {
   readonly total: number;
 }
 
+/**
+ * How a parallel phase's tasks were ordered for publishing, written before the first goes out:
+ * `longest` expected first (from durations in earlier runs of the state dir) or `file` order.
+ */
+export interface OrderRecord {
+  readonly type: 'order';
+  readonly at: string;
+  readonly phase: string;
+  readonly by: 'longest' | 'file';
+  /** Tasks of the phase file with a duration from earlier runs, and without one. */
+  readonly known: number;
+  readonly unknown: number;
+  /** The known tasks' durations, together, in ms. */
+  readonly knownMs: number;
+}
+
 /** Tasks the broker confirmed it holds (not written in local mode): `[id, attempt]` pairs. */
 export interface QueuedRecord {
   readonly type: 'queued';
@@ -129,6 +145,7 @@ export type LedgerRecord =
   | RunRecord
   | PlanRecord
   | PhaseRecord
+  | OrderRecord
   | QueuedRecord
   | SpawnRecord
   | StartRecord
@@ -152,6 +169,7 @@ export const RECORD_TYPES: ReadonlySet<string> = new Set(
     run: true,
     plan: true,
     phase: true,
+    order: true,
     queued: true,
     spawn: true,
     start: true,

@@ -74,9 +74,15 @@ export class Progress {
     return `${name} |${'\u2588'.repeat(filled)}${'\u2591'.repeat(width - filled)}| ${counts}`;
   }
 
-  /** Time left at the pace since this tasker first saw the phase; `-` until a task ends. */
+  /**
+   * Time left: from the durations the phase's tasks took in earlier runs when the tasker has
+   * them (docs/observing.md), else at the pace since this tasker first saw the phase (`-` until
+   * a task ends).
+   */
   private eta(progress: PhaseProgress): string {
     if (progress.done >= progress.total) return '0s';
+    if (progress.etaMs !== undefined && progress.done < progress.total)
+      return formatDuration(progress.etaMs);
     const start = this.started.get(progress.phase);
     if (!start) {
       this.started.set(progress.phase, { at: Date.now(), done: progress.done });

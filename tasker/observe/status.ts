@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { InputError } from '../../shared/errors.js';
 import type { AnyFailureClass, TaskResult } from '../../shared/protocol.js';
 import { statePaths } from '../../shared/statePaths.js';
+import { DurationHistory } from '../history/index.js';
 import { type PhaseKind, readSpool } from '../jobs/index.js';
 import {
   isRunActive,
@@ -11,6 +12,7 @@ import {
   replayLedger,
 } from '../ledger/index.js';
 import { type BrokerViewRecord, readBrokerView } from './brokerView.js';
+import { WorkAhead } from './workAhead.js';
 
 /** A task's state in `tasker status`. */
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -49,10 +51,15 @@ export interface PhaseStatus {
   startedAt: string | null;
   finishedAt: string | null;
   /**
-   * Time left at the pace so far, in ms: for a phase with tasks done and tasks left; null
-   * otherwise.
+   * Time left, in ms, while a tasker runs the phase: from the durations its tasks took in earlier
+   * runs of the state dir when some have one, else at the pace so far once a task ended; null
+   * otherwise (docs/observing.md).
    */
   etaMs: number | null;
+  /** What `etaMs` comes from: `history` (earlier runs' durations) or `pace`; null with no ETA. */
+  etaFrom: 'history' | 'pace' | null;
+  /** How its tasks were published: `longest` expected first or `file` order; null: not said. */
+  order: 'longest' | 'file' | null;
 }
 
 /** `tasker status --json`. */
@@ -108,6 +115,8 @@ class StatusFold {
   exitCode: number | null = null;
   /** Cancelled, and not started again since. */
   cancelled = false;
+  /** How each parallel phase was ordered, the latest session's word. */
+  readonly orders = new Map<string, 'longest' | 'file'>();
 
   readonly visitor: LedgerVisitor = {
     run: (record) => {
@@ -156,6 +165,9 @@ class StatusFold {
     cancel: () => {
       this.cancelled = true;
     },
+    order: (record) => {
+      this.orders.set(record.phase, record.by);
+    },
     spawn: (record) => {
       const list = this.spawned.get(record.phase) ?? [];
       for (const task of record.tasks) list.push(task);
@@ -181,7 +193,12 @@ export async function runStatus(
   const stopping = active && existsSync(statePaths.cancelRequest(stateDir, run));
   const fold = new StatusFold();
   await replayLedger(ledgerPath, [plannedPhasesVisitor(fold.phases), fold.visitor, ...also]);
-  const { phases, known, spawned, mode, startedAt, finishedAt, exitCode, cancelled } = fold;
+  const { phases, known, spawned, mode, startedAt, finishedAt, exitCode, cancelled, orders } = fold;
+  // The durations the running tasker ordered its phases by, as it saved them (read only).
+  const history = active
+    ? (await DurationHistory.load(stateDir, { update: false })).history
+    : undefined;
+  const now = Date.now();
   // Without a live tasker nothing runs in local mode: its unfinished tasks wait for a resume.
   const nothingRuns = !active && mode === 'local';
   const tasks: TaskStatus[] = [];
@@ -200,7 +217,10 @@ export async function runStatus(
       startedAt: null,
       finishedAt: null,
       etaMs: null,
+      etaFrom: null,
+      order: orders.get(name) ?? null,
     };
+    const ahead = history && history.size > 0 ? new WorkAhead(now) : undefined;
     const planned = readSpool(statePaths.spool(stateDir, run, name));
     for await (const { id, command } of withSpawned(planned, spawned.get(name) ?? [])) {
       const task = known.get(id);
@@ -222,6 +242,9 @@ export async function runStatus(
         counts.startedAt = task.startedAt;
       if (task?.finishedAt && (!counts.finishedAt || task.finishedAt > counts.finishedAt))
         counts.finishedAt = task.finishedAt;
+      ahead?.add(state, task?.startedAt ?? null, task?.finishedAt ?? null, () =>
+        history?.expectedMs(command),
+      );
       tasks.push({
         id,
         phase: name,
@@ -239,7 +262,11 @@ export async function runStatus(
         logs: task?.logs ?? null,
       });
     }
-    counts.etaMs = etaOf(counts, active && !stopping && !cancelled);
+    // A phase with no attempt started yet has no ETA: nothing says how many slots it will get.
+    const estimating = active && !stopping && !cancelled;
+    const fromHistory = estimating && counts.startedAt ? ahead?.etaMs() : undefined;
+    counts.etaMs = fromHistory ?? etaOf(counts, estimating);
+    counts.etaFrom = counts.etaMs === null ? null : fromHistory === undefined ? 'pace' : 'history';
     phaseStatus.push(counts);
   }
   // Tasks out on the broker with no tasker waiting for them (`send --no-wait`): their results

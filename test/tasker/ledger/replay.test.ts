@@ -26,6 +26,7 @@ const records: LedgerRecord[] = [
   },
   { type: 'plan', at, phases: [{ name: 'p', kind: 'parallel', total: 1 }] },
   { type: 'phase', at, phase: 'p', kind: 'parallel', total: 1 },
+  { type: 'order', at, phase: 'p', by: 'longest', known: 1, unknown: 0, knownMs: 1000 },
   { type: 'queued', at, phase: 'p', tasks: [[task, 1]] },
   { type: 'start', at, task, phase: 'p', attempt: 1, worker: 'local-1' },
   {
@@ -63,6 +64,7 @@ function recorder(seen: string[], name = ''): LedgerVisitor {
     run: note,
     plan: note,
     phase: note,
+    order: note,
     queued: note,
     spawn: note,
     start: note,
