@@ -35,8 +35,11 @@ export class PhaseTasks {
    * an earlier session (in the order they were spawned).
    */
   async *inOrder(order: PhaseOrder): AsyncGenerator<OrderedTask> {
-    yield* order.tasks();
-    for (const task of this.spawned.earlier()) yield { ...task, expectedMs: undefined };
+    // A rerun's phase publishes only the tasks it reruns (and what they spawn).
+    const only = this.phase.only;
+    for await (const task of order.tasks()) if (!only || only.has(task.id)) yield task;
+    for (const task of this.spawned.earlier())
+      if (!only || only.has(task.id)) yield { ...task, expectedMs: undefined };
   }
 
   /**

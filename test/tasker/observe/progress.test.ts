@@ -64,8 +64,12 @@ describe('the progress bars on a terminal', () => {
       at = next;
     }
     expect(text).toContain('    | the input is missing');
-    // The same lines as the run's JSON log where no terminal is: none went missing.
-    const piped = await tasker(args, { cwd: dir });
+    // The same lines as the run's JSON log where no terminal is: none went missing. (A state
+    // dir of its own: with the first run's history it would also say it orders longest first.)
+    const piped = await tasker(args, {
+      cwd: dir,
+      env: { WARREN_STATE_DIR: join(dir, '.warren-piped') },
+    });
     expect(piped.exitCode).toBe(1);
     expect(logged).toHaveLength(logLines(piped.stderr).length);
   });
