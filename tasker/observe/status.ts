@@ -25,6 +25,8 @@ export interface TaskStatus {
   state: TaskState;
   attempts: number;
   exitCode: number | null;
+  /** The signal that ended the latest attempt (`SIGKILL`), or that Warren stopped it with. */
+  signal: string | null;
   failure: AnyFailureClass | null;
   reason: string | null;
   startedAt: string | null;
@@ -152,6 +154,7 @@ class StatusFold {
         state: record.state === 'failed' && !record.final ? 'queued' : record.state,
         attempts: Math.max(task?.attempts ?? 0, record.attempt),
         exitCode: record.exitCode,
+        signal: record.signal ?? null,
         failure: record.failure,
         reason: record.reason,
         startedAt: record.startedAt,
@@ -252,6 +255,7 @@ export async function runStatus(
         state,
         attempts: task?.attempts ?? 0,
         exitCode: task?.exitCode ?? null,
+        signal: task?.signal ?? null,
         failure: task?.failure ?? null,
         reason: task?.reason ?? null,
         startedAt: task?.startedAt ?? null,
@@ -318,6 +322,7 @@ function blank(phase: string): KnownTask {
     state: 'queued',
     attempts: 0,
     exitCode: null,
+    signal: null,
     failure: null,
     reason: null,
     startedAt: null,

@@ -46,4 +46,24 @@ describe('tasker status --failed', () => {
     const [elsewhere] = await failedLogs(['--state-dir', join(dir, 'study', '.warren')], dir);
     expect(opened(dir, elsewhere)).toBe('the input is missing\n');
   });
+
+  it('--json gives each task the signal that ended it, beside its exit status', async () => {
+    writeFileSync(join(dir, 'jobs.sh'), 'kill -KILL $$\nexit 3\n');
+    const run = await tasker(['run', 'jobs.sh', '--run-id', 'st-2', '--retries', '0'], {
+      cwd: dir,
+    });
+    expect(run.exitCode).toBe(1);
+    const shown = await tasker(['status', '--failed', '--json'], { cwd: dir });
+    const tasks = (JSON.parse(shown.stdout) as { tasks: Record<string, unknown>[] }).tasks;
+    const fields = tasks.map(({ command, failure, exitCode, signal }) => ({
+      command,
+      failure,
+      exitCode,
+      signal,
+    }));
+    expect(fields).toEqual([
+      { command: 'kill -KILL $$', failure: 'signal', exitCode: 137, signal: 'SIGKILL' },
+      { command: 'exit 3', failure: 'exit', exitCode: 3, signal: null },
+    ]);
+  });
 });
