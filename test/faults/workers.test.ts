@@ -110,7 +110,7 @@ describe('faults: workers', () => {
     // Three deliveries, three dead workers, all started again; no crash loop beyond that. (The
     // last death can come after the tasker has heard of it from the broker: wait for it.)
     const deaths = () => fleet.reduce((sum, member) => sum + member.restarts, 0);
-    await waitFor(() => deaths() >= 3, 10_000, 'three workers dead');
+    await waitFor(() => deaths() >= 3, 30_000, 'three workers dead');
     expect(deaths()).toBe(3);
     expect(linesOf(dir, 'done.txt').sort()).toEqual(['0', '1', '2', '3', '4', '5']);
     expect(await queueDepth(queue)).toBe(0);
