@@ -25,6 +25,11 @@ export const statePaths = {
    * (tasker/history): rebuilt from the ledgers when missing, so deleting it loses nothing.
    */
   durations: (stateDir: string) => join(stateDir, 'history', 'durations.bin'),
+  /**
+   * Ledgers of runs of other state dirs, fetched from S3 (`<prefix>/.warren/ledgers/`) for the
+   * duration history: `<run>.jsonl` each, and `fetched.json` (the ETag and size of each).
+   */
+  s3Ledgers: (stateDir: string) => join(stateDir, 'history', 's3'),
   phasesDir: (stateDir: string, run: string) => join(stateDir, 'runs', run, 'phases'),
   spool: (stateDir: string, run: string, phase: string) =>
     join(stateDir, 'runs', run, 'phases', `${phase}.jsonl`),

@@ -171,6 +171,13 @@ export interface RunConfig extends BrokerCommandConfig {
    */
   readonly s3: S3Settings | undefined;
   /**
+   * With a bucket set (`s3`): share the duration history through it. Each session of a run
+   * uploads its ledger to `<prefix>/.warren/ledgers/<run>.jsonl` when it ends, and a run's start
+   * fetches the ledgers of other state dirs' runs from there (docs/running.md). Off: neither.
+   * @defaultValue true (`WARREN_HISTORY_S3`: `on` or `off`)
+   */
+  readonly historyS3: boolean;
+  /**
    * Globs of outputs to upload after a task succeeds, put in every task of the run.
    * @defaultValue none (`--upload`, repeatable)
    */
@@ -296,6 +303,12 @@ export function loadRunConfig(
     httpHost: flags.httpHost ?? '127.0.0.1',
     signingKey: loadSigningKey(env),
     s3: loadS3(env, flags.bucket),
+    historyS3:
+      oneOf(
+        read.text(undefined, 'WARREN_HISTORY_S3') ?? 'on',
+        ['on', 'off'],
+        'WARREN_HISTORY_S3',
+      ) === 'on',
     upload: uploadGlobs(flags.upload),
     taskEnv: taskEnvironment(env),
     ...loadLogging(flags, env),

@@ -7,7 +7,7 @@ import { statePaths } from '../../shared/statePaths.js';
 import { resultsQueue } from '../../shared/topology.js';
 import type { RunConfig } from '../config.js';
 import { Dispatcher, type PhaseSummary } from '../dispatch/index.js';
-import { DurationHistory } from '../history/index.js';
+import { DurationHistory, fetchLedgersFor, uploadLedgerFor } from '../history/index.js';
 import type { PhasePlan } from '../jobs/index.js';
 import { newRunId, openSession } from '../ledger/index.js';
 import { BrokerViewFile } from '../observe/index.js';
@@ -70,8 +70,9 @@ function logFailures(log: Logger, summaries: readonly PhaseSummary[]): void {
 
 /**
  * How long commands took in the state dir's runs, for the parallel phases' order and ETA: brought
- * up to date with the ledgers (only what they gained since the last look is read). A history
- * that cannot be read is said and left out: the run goes on in file order.
+ * up to date with the ledgers (only what they gained since the last look is read), and, with a
+ * bucket, with the ledgers other state dirs' runs left in it. A history that cannot be read is
+ * said and left out: the run goes on in file order.
  */
 async function loadHistory(
   config: RunConfig,
@@ -79,6 +80,7 @@ async function loadHistory(
   log: Logger,
 ): Promise<DurationHistory | undefined> {
   if (!plans.some((plan) => plan.kind === 'parallel')) return undefined;
+  if (config.s3 && config.historyS3) await fetchLedgersFor(config.s3, config.stateDir, log);
   try {
     const { history, load } = await DurationHistory.load(config.stateDir, { log });
     // Said when it took long enough to notice: the first look at a state dir of big runs.
@@ -273,6 +275,9 @@ export async function runPhases(
     await Promise.all([transports.parallel.close(), transports.serial.close()]);
     await session.close(exitCode);
     view?.close();
+    // Whole now, with its `run-end`: for the history of taskers on other machines. Never throws.
+    if (config.s3 && config.historyS3)
+      await uploadLedgerFor(config.s3, config.stateDir, run, runLog);
   }
   return exitCode;
 }

@@ -159,21 +159,40 @@ export class DurationHistory {
   }
 }
 
-/** The ledgers of the state dir's runs, by run id, with their sizes now. */
+/** Names in `dir`, sorted; none when it is not there. */
+function namesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The ledgers of the state dir's runs, by run id, with their sizes now; then the copies of other
+ * state dirs' ledgers fetched from S3 (s3Ledgers.ts), for runs the state dir does not have.
+ */
 function ledgersIn(stateDir: string): Map<string, { path: string; size: number }> {
   const found = new Map<string, { path: string; size: number }>();
-  let runs: string[];
-  try {
-    runs = readdirSync(join(stateDir, 'runs'));
-  } catch {
-    return found; // no runs yet
-  }
-  for (const run of runs.sort()) {
+  for (const run of namesIn(join(stateDir, 'runs'))) {
     const path = statePaths.ledger(stateDir, run);
     try {
       found.set(run, { path, size: statSync(path).size });
     } catch {
       // A run directory with no ledger (being made, or its plan was refused).
+    }
+  }
+  const fetched = statePaths.s3Ledgers(stateDir);
+  for (const name of namesIn(fetched)) {
+    // `.<run>.jsonl.partial` is a download under way.
+    if (!name.endsWith('.jsonl') || name.startsWith('.')) continue;
+    const run = name.slice(0, -'.jsonl'.length);
+    if (found.has(run)) continue;
+    const path = join(fetched, name);
+    try {
+      found.set(run, { path, size: statSync(path).size });
+    } catch {
+      // replaced while we looked: read next time
     }
   }
   return found;

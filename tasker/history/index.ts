@@ -2,3 +2,10 @@
 // made from it. Other rooms import from here, by name.
 export { DurationHistory, type HistoryLoad } from './durationHistory.js';
 export { type ForecastInput, forecastMs, medianOf, PhaseForecast } from './forecast.js';
+export {
+  fetchLedgersFor,
+  type LedgersFetched,
+  ledgerKey,
+  ledgersPrefix,
+  uploadLedgerFor,
+} from './s3Ledgers.js';

@@ -63,7 +63,9 @@ describe('outputs to S3', () => {
     );
     expect(run.exitCode).toBe(0);
     const objects = await objectsIn(bucket);
+    // Beside the outputs, never among them: the run's ledger, for other state dirs' history.
     expect([...objects.keys()].sort()).toEqual([
+      'studies/a/.warren/ledgers/s3-1.jsonl',
       'studies/a/s3-1/big/large.bin',
       'studies/a/s3-1/out/a.txt',
       'studies/a/s3-1/out/b.txt',
