@@ -27,7 +27,9 @@ export interface HistoryLoad {
  * content key (`commandKey`: the command text, whatever its run or phase). Built from the
  * ledgers' succeeded `end` records, and kept in `history/durations.bin`, which says how far
  * into each ledger it has read: a load reads only what ledgers gained since, so a state dir of
- * big runs is read once. In typed arrays (an IdMap): a million commands take some 20 MB.
+ * big runs is read once. Copies of other state dirs' ledgers fetched from S3 (`history/s3/`,
+ * s3Ledgers.ts) count as runs of the state dir. In typed arrays (an IdMap): a million commands
+ * take some 20 MB.
  */
 export class DurationHistory {
   private constructor(

@@ -115,6 +115,12 @@ describe('configuration', () => {
       'invalid log level `chatty`',
     );
     // A worker holds at least a delivery per slot; by default exactly that.
+    // Ledgers shared through the bucket unless turned off.
+    expect(loadRunConfig({}, {}).historyS3).toBe(true);
+    expect(loadRunConfig({}, { WARREN_HISTORY_S3: 'off' }).historyS3).toBe(false);
+    expect(() => loadRunConfig({}, { WARREN_HISTORY_S3: 'no' })).toThrow(
+      'invalid WARREN_HISTORY_S3 `no`: expected one of on, off',
+    );
     expect(loadWorkerConfig({ concurrency: '4' }, {}).prefetch).toBe(4);
     expect(loadWorkerConfig({ concurrency: '4' }, { WARREN_PREFETCH: '8' }).prefetch).toBe(8);
     expect(() => loadWorkerConfig({ concurrency: '4', prefetch: '2' }, {})).toThrow(

@@ -84,7 +84,9 @@ describe('outputs to S3', () => {
       size: 20_000_000,
       checksum: sha256(large),
     });
-    expect(new Set(uploaded.map((object) => object.key))).toEqual(new Set(objects.keys()));
+    expect(new Set(uploaded.map((object) => object.key))).toEqual(
+      new Set([...objects.keys()].filter((key) => key.startsWith('studies/a/s3-1/'))),
+    );
     // Each task lists its own output (a file another task wrote meanwhile may be listed too).
     const ends = endsOf(ledgerOf(join(dir, '.warren'), 's3-1'));
     for (const [command, key] of [

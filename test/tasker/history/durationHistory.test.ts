@@ -80,6 +80,22 @@ describe('the duration history of a state dir', () => {
     expect(rebuilt.history.expectedMs('sim b')).toBeUndefined();
     expect(rebuilt.history.expectedMs('sim a')).toBe(4000);
   });
+
+  it('reads the ledgers fetched from S3 too, unless the state dir has that run itself', async () => {
+    const fetched = statePaths.s3Ledgers(dir);
+    mkdirSync(fetched, { recursive: true });
+    writeFileSync(join(fetched, 'far.jsonl'), end('sim far', 7000, t0));
+    writeFileSync(join(fetched, 'r1.jsonl'), end('sim a', 9000, t0 + 60_000));
+    writeFileSync(join(fetched, '.next.jsonl.partial'), end('sim next', 1000, t0));
+    ledger('r1', end('sim a', 4000, t0));
+    const { history, load } = await DurationHistory.load(dir);
+    expect(load.read).toBe(2);
+    expect(history.expectedMs('sim far')).toBe(7000);
+    // The run's own ledger, not an older or newer copy of it from elsewhere.
+    expect(history.expectedMs('sim a')).toBe(4000);
+    // A download under way is read once it is whole.
+    expect(history.expectedMs('sim next')).toBeUndefined();
+  });
 });
 
 describe('the forecast', () => {
