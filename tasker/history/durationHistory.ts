@@ -186,7 +186,7 @@ function ledgersIn(stateDir: string): Map<string, { path: string; size: number }
   }
   const fetched = statePaths.s3Ledgers(stateDir);
   for (const name of namesIn(fetched)) {
-    // `.<run>.jsonl.partial` is a download under way.
+    // `.<run>.jsonl.<pid>.partial` is a download under way.
     if (!name.endsWith('.jsonl') || name.startsWith('.')) continue;
     const run = name.slice(0, -'.jsonl'.length);
     if (found.has(run)) continue;

@@ -166,7 +166,9 @@ export async function fetchLedgers(options: {
         { abortSignal },
       );
       const copy = join(dir, `${item.run}.jsonl`);
-      const partial = join(dir, `.${item.run}.jsonl.partial`);
+      // Two taskers of the state dir may fetch at once: each its own partial file, the last
+      // rename stays (both are the same object).
+      const partial = join(dir, `.${item.run}.jsonl.${process.pid}.partial`);
       await pipeline(got.Body as Readable, createWriteStream(partial), { signal: abortSignal });
       renameSync(partial, copy);
       fetched[item.run] = { etag: item.etag, size: item.size };
