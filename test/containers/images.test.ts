@@ -362,6 +362,9 @@ describe.skipIf(why !== undefined)(
           expect(end.uploaded?.map((file) => file.key)).toEqual([`study/${uid}/${output}`]);
         }
         expect([...objects.keys()].every((key) => key.endsWith('.asreview'))).toBe(true);
+        // The tasker Job has the S3 settings too: its ledger is there, for the next run's order.
+        const ledgers = await objectsIn(bucket, 'study/.warren/ledgers/');
+        expect(ledgers.get(`study/.warren/ledgers/${uid}.jsonl`)).toBeGreaterThan(0);
       } finally {
         await deleteQueues(drainQueue);
       }
