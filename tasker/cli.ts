@@ -60,7 +60,7 @@ function addRunFlags(
     .option('--keep-going', 'run later phases even when a phase has failed tasks')
     .option(
       '--order <order>',
-      'publish parallel tasks `longest` expected first (from earlier runs) or in `file` order (default: longest)',
+      'publish parallel tasks `longest` expected first (from earlier runs) or in `file` order (default: longest; file with --rules asreview-cloud)',
     )
     .option('--timeout <duration>', 'per-task time limit, e.g. 30m (default: none)')
     .option(

@@ -156,10 +156,11 @@ export interface RunConfig extends BrokerCommandConfig {
   /**
    * The order a parallel phase's tasks are published in: `longest` expected first (by how long
    * each command took the last time it succeeded in a run of the state dir; commands with no
-   * history first), or `file` order.
-   * @defaultValue `longest` (`WARREN_ORDER`, `--order`)
+   * history first), or `file` order. Unset: `longest`, but `file` for `--rules asreview-cloud`,
+   * whose parts may hold lines that read what earlier lines of the part write.
+   * @defaultValue unset (`WARREN_ORDER`, `--order`)
    */
-  readonly order: 'longest' | 'file';
+  readonly order: 'longest' | 'file' | undefined;
   /**
    * Run with the local pool even when a broker is configured.
    * @defaultValue false (`--local`)
@@ -277,6 +278,7 @@ export function loadRunConfig(
   cwd = process.cwd(),
 ): RunConfig {
   const read = settingReader(env);
+  const order = read.text(flags.order, 'WARREN_ORDER');
   return Object.freeze({
     ...loadRunLookup(flags, env, cwd),
     slots: read.count(
@@ -295,7 +297,7 @@ export function loadRunConfig(
     lostAfterMs: read.duration(flags.lostAfter, 'WARREN_LOST_AFTER', 'lost-after bound', MINUTE),
     local: flags.local ?? false,
     classes: loadClasses(env, flags.classes),
-    order: oneOf(read.text(flags.order, 'WARREN_ORDER') ?? 'longest', ['longest', 'file'], 'order'),
+    order: order === undefined ? undefined : oneOf(order, ['longest', 'file'], 'order'),
     ...loadTaskerBroker(env, cwd),
     maxTasks:
       flags.maxTasks === undefined ? undefined : integer(flags.maxTasks, '--max-tasks', 1, 1e9),

@@ -50,6 +50,9 @@ export async function runCommand(
   return runPhases(config, log, {
     command: `run ${quote([jobs])}${flags.rules ? ` --rules ${flags.rules}` : ''}${sweepText(flags)}`,
     plan: (run) => planRun(jobs, rules, run, config.stateDir, sweep),
+    // asreview-cloud's parts hold lines that read what earlier lines of the same part write
+    // (docs/jobs-files.md): file order unless asked, so a merge does not go out first.
+    defaultOrder: flags.rules === 'asreview-cloud' ? 'file' : undefined,
   });
 }
 

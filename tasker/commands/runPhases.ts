@@ -26,6 +26,8 @@ export interface RunRequest {
    * have not succeeded. While there are any, the run ends failed, however the rerun went.
    */
   readonly othersUnfinished?: number;
+  /** The publish order when neither `--order` nor WARREN_ORDER says: `longest` unless given. */
+  readonly defaultOrder?: 'longest' | 'file';
 }
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
@@ -181,7 +183,7 @@ export async function runPhases(
       plannedTasks: plans.reduce((sum, plan) => sum + plan.total, 0),
       noWait: request.noWait,
       lostAfterMs: config.lostAfterMs,
-      order: config.order,
+      order: config.order ?? request.defaultOrder ?? 'longest',
       expectedMs:
         history && history.size > 0 ? (command) => history.expectedMs(command) : undefined,
     },

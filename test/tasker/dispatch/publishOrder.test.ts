@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tasker, waitFor } from '../../helpers/cli.js';
@@ -99,6 +99,30 @@ describe('longest first, from history', () => {
     );
     const commands = new Map(endsOf(ledgerOf(state(), 'l2')).map((end) => [end.task, end.command]));
     expect(starts.map((id) => commands.get(id))).toEqual([B, C, D, A]);
+  });
+
+  it('keeps file order under --rules asreview-cloud, whose part 3 reads what its earlier lines write, unless --order longest', async () => {
+    // Part 3 of asreview-cloud's split: a metrics line, then the merge that reads its output.
+    const metrics = 'sleep 0.05; echo m > metrics.json # metrics';
+    const merge = 'sleep 0.3; cat metrics.json > merged.txt # merge';
+    writeFileSync(join(dir, 'jobs.sh'), ['echo simulate one', metrics, merge].join('\n'));
+    const run = (id: string, ...more: string[]) =>
+      tasker(['run', 'jobs.sh', '--rules', 'asreview-cloud', '-j', '1', '--run-id', id, ...more], {
+        cwd: dir,
+      });
+    expect((await run('c1')).exitCode).toBe(0);
+    const second = await run('c2');
+    expect(second.exitCode).toBe(0);
+    expect(
+      ledgerOf(state(), 'c2').find((r) => r.type === 'order' && r.phase === 'part3'),
+    ).toMatchObject({ by: 'file' });
+    // Asked for, it reorders: the longer merge goes out first.
+    rmSync(join(dir, 'metrics.json'));
+    const third = await run('c3', '--order', 'longest', '--retries', '0');
+    expect(
+      ledgerOf(state(), 'c3').find((r) => r.type === 'order' && r.phase === 'part3'),
+    ).toMatchObject({ by: 'longest' });
+    expect(third.exitCode).toBe(1);
   });
 
   it('gives status --json an ETA from the durations of earlier runs while the phase runs', async () => {
