@@ -375,7 +375,7 @@ export class Deliveries {
       STARTED_NOTICE_AFTER,
     );
     this.options.log
-      .child({ run: task.run, task: task.task, worker: slot.worker })
+      .child({ run: task.run, task: task.task, slot: slot.worker })
       .debug(`running attempt ${task.attempt}: ${task.command}`);
   }
 
@@ -403,7 +403,7 @@ export class Deliveries {
   private resultOf(job: Job, given: TaskResult, worker: string): TaskResult | undefined {
     const { task, delivery } = job;
     let result = given;
-    const log = this.options.log.child({ run: task.run, task: task.task, worker });
+    const log = this.options.log.child({ run: task.run, task: task.task, slot: worker });
     if (job.lost) {
       result = { ...result, state: 'failed', failure: 'lost', reason: job.lost, exitCode: null };
     } else if (result.state === 'cancelled' && !this.options.recent.cancelled(task.run)) {
