@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
 
@@ -44,27 +44,83 @@ async function reachable(url: string, withinMs: number): Promise<boolean> {
 }
 
 /**
- * A RabbitMQ node of the test's own, on its own ports in a temp dir, started with the Debian
- * `rabbitmq-server` script (which switches to the `rabbitmq` user): fault tests can stop and
- * restart it without touching anything else. Options go into its `rabbitmq.conf`.
+ * Which RabbitMQ private nodes run: Debian's `rabbitmq-server` on this machine (3.10 here), or
+ * with `WARREN_TEST_BROKER=4` the 4.x image `scripts/broker4.sh` makes, run in podman on the
+ * host network. The same `PrivateNode` starts, stops and kills either.
+ */
+export const TEST_BROKER_LINE = process.env.WARREN_TEST_BROKER === '4' ? '4' : 'debian';
+
+/** The image of 4.x nodes (made by scripts/broker4.sh). */
+const IMAGE_4 = process.env.WARREN_BROKER4_IMAGE ?? 'localhost/warren-rabbitmq:4.0';
+
+/** What these machines need of podman (../shared/DESIGN.md, "Containers on these machines"). */
+const CONTAINERS_CONF = `[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+netns = "host"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+`;
+
+let containersConf: string | undefined;
+/** podman's environment: `CONTAINERS_CONF` as given, or the settings above in a temp file. */
+function podmanEnv(): Record<string, string> {
+  if (process.env.CONTAINERS_CONF) return { CONTAINERS_CONF: process.env.CONTAINERS_CONF };
+  if (!containersConf) {
+    containersConf = join(mkdtempSync(join(tmpdir(), 'warren-podman-')), 'containers.conf');
+    writeFileSync(containersConf, CONTAINERS_CONF);
+  }
+  return { CONTAINERS_CONF: containersConf };
+}
+
+const podman = (args: string[], timeout = 60_000) =>
+  run('podman', args, { timeout, env: { ...process.env, ...podmanEnv() } });
+
+/**
+ * A RabbitMQ node of the test's own, on its own ports in a temp dir: fault tests can stop,
+ * kill and restart it without touching anything else. Options go into its `rabbitmq.conf`.
+ * Debian's `rabbitmq-server` script runs it (switching to the `rabbitmq` user), or, with
+ * `WARREN_TEST_BROKER=4`, the same script of Debian trixie's 4.x in a podman container on the
+ * host network, its temp dir mounted at the same path (and the directory of any file its
+ * configuration names, read-only).
  */
 export class PrivateNode implements TestBroker {
-  readonly source = 'private node';
+  readonly source: string;
   readonly url: string;
   readonly ctlCommand: readonly string[];
   private process: ReturnType<typeof spawn> | undefined;
+  /** The podman container of a 4.x node (the same name across restarts). */
+  private readonly container: string | undefined;
 
   private constructor(
     readonly name: string,
     readonly port: number,
     private readonly distPort: number,
     readonly dir: string,
+    private readonly mounts: readonly string[],
   ) {
     this.url = `amqp://guest:guest@127.0.0.1:${port}`;
-    this.ctlCommand = ['rabbitmqctl', '-n', name];
+    if (TEST_BROKER_LINE === '4') {
+      this.container = `warren-rabbitmq-${process.pid}-${port}`;
+      this.source = `private node in podman (${IMAGE_4})`;
+      this.ctlCommand = [
+        'env',
+        `CONTAINERS_CONF=${podmanEnv().CONTAINERS_CONF}`,
+        'podman',
+        'exec',
+        this.container,
+        'rabbitmqctl',
+        '-n',
+        name,
+      ];
+    } else {
+      this.source = 'private node';
+      this.ctlCommand = ['rabbitmqctl', '-n', name];
+    }
   }
 
   static available(): boolean {
+    if (TEST_BROKER_LINE === '4') return true;
     return (
       existsSync('/usr/sbin/rabbitmq-server') || existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server')
     );
@@ -76,11 +132,21 @@ export class PrivateNode implements TestBroker {
     let distPort = await freePort();
     while (distPort === port) distPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'warren-rabbit-'));
+    // Files the configuration names (TLS certificates) must be seen inside a container too.
+    const mounts = [
+      ...new Set(
+        conf.flatMap((line) => {
+          const value = /=\s*(\/\S+)$/.exec(line)?.[1];
+          return value ? [dirname(value)] : [];
+        }),
+      ),
+    ];
     const node = new PrivateNode(
       `warren-test-${process.pid}-${port}@localhost`,
       port,
       distPort,
       dir,
+      mounts,
     );
     mkdirSync(join(dir, 'mnesia'));
     mkdirSync(join(dir, 'log'));
@@ -92,60 +158,127 @@ export class PrivateNode implements TestBroker {
     // The Debian script runs the node as `rabbitmq`: it must own the directories.
     await run('chown', ['-R', 'rabbitmq:rabbitmq', dir]).catch(() => {});
     await run('chmod', ['755', dir]).catch(() => {});
+    if (node.container) await ensureImage();
     await node.boot();
     return node;
   }
 
-  /** Starts the node again on the same ports and data (after `halt`). */
-  async boot(): Promise<void> {
+  private environment(): Record<string, string> {
     const dir = this.dir;
-    this.process = spawn('rabbitmq-server', [], {
-      env: {
-        ...process.env,
-        RABBITMQ_NODENAME: this.name,
-        RABBITMQ_NODE_PORT: String(this.port),
-        RABBITMQ_DIST_PORT: String(this.distPort),
-        RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
-        RABBITMQ_LOG_BASE: join(dir, 'log'),
-        RABBITMQ_PID_FILE: join(dir, 'pid'),
-        RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
-        RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
-      },
-      stdio: 'ignore',
-      detached: true,
-    });
+    return {
+      RABBITMQ_NODENAME: this.name,
+      RABBITMQ_NODE_PORT: String(this.port),
+      RABBITMQ_DIST_PORT: String(this.distPort),
+      RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+      RABBITMQ_LOG_BASE: join(dir, 'log'),
+      RABBITMQ_PID_FILE: join(dir, 'pid'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+      RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
+    };
+  }
+
+  /** Starts the node again on the same ports and data (after `halt` or `kill`). */
+  async boot(): Promise<void> {
+    if (this.container) {
+      await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+      // Nodes in containers register with the host's epmd, which outlives any one of them.
+      await run('epmd', ['-daemon']).catch(() => {});
+      const args = [
+        'run',
+        '--rm',
+        '--name',
+        this.container,
+        '--network',
+        'host',
+        '--volume',
+        `${this.dir}:${this.dir}`,
+        ...this.mounts.flatMap((path) => ['--volume', `${path}:${path}:ro`]),
+        ...Object.entries(this.environment()).flatMap(([key, value]) => [
+          '--env',
+          `${key}=${value}`,
+        ]),
+        IMAGE_4,
+        'sh',
+        '-c',
+        `chown -R rabbitmq:rabbitmq ${this.dir}; exec rabbitmq-server`,
+      ];
+      this.process = spawn('podman', args, {
+        env: { ...process.env, ...podmanEnv() },
+        stdio: 'ignore',
+        detached: true,
+      });
+    } else {
+      this.process = spawn('rabbitmq-server', [], {
+        env: { ...process.env, ...this.environment() },
+        stdio: 'ignore',
+        detached: true,
+      });
+    }
     this.process.unref();
     if (!(await reachable(this.url, 60_000))) {
       await this.halt();
       throw new Error(
-        `the private RabbitMQ node ${this.name} did not start within 60 s (logs in ${join(dir, 'log')})`,
+        `the private RabbitMQ node ${this.name} did not start within 60 s (logs in ${join(this.dir, 'log')})`,
       );
     }
   }
 
   /** Stops the node, keeping its data, as a broker restart does. */
   async halt(): Promise<void> {
-    await run('rabbitmqctl', ['-n', this.name, 'stop'], { timeout: 60_000 }).catch(() => {
-      if (this.process?.pid) {
-        try {
-          process.kill(-this.process.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
+    await this.ctl('stop').catch(() => this.kill());
+    if (this.container) await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+    this.process = undefined;
+  }
+
+  /** SIGKILLs the node, keeping its data, as a lost machine does to a broker. */
+  async kill(): Promise<void> {
+    if (this.container) {
+      await podman(['kill', this.container]).catch(() => {});
+      await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+    } else if (this.process?.pid) {
+      try {
+        process.kill(-this.process.pid, 'SIGKILL');
+      } catch {
+        // already gone
       }
-    });
+    }
     this.process = undefined;
   }
 
   /** Runs `rabbitmqctl` against this node. */
   async ctl(...args: string[]): Promise<string> {
-    const { stdout } = await run('rabbitmqctl', ['-n', this.name, ...args], { timeout: 60_000 });
+    const [command = 'rabbitmqctl', ...rest] = this.ctlCommand;
+    const { stdout } = await run(command, [...rest, ...args], { timeout: 60_000 });
     return stdout;
   }
 
   async stop(): Promise<void> {
     await this.halt();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The 4.x image is made once, by scripts/broker4.sh (a few minutes; .ci/run does it). */
+async function ensureImage(): Promise<void> {
+  const found = await podman(['image', 'exists', IMAGE_4]).then(
+    () => true,
+    () => false,
+  );
+  if (!found)
+    throw new Error(
+      `WARREN_TEST_BROKER=4 needs the image ${IMAGE_4}: make it with scripts/broker4.sh (needs root, podman and debootstrap)`,
+    );
+}
+
+/** The broker's version, from the server properties it sends on connecting ('' if unknown). */
+export async function brokerVersion(url: string): Promise<string> {
+  try {
+    const connection = await amqp.connect(url);
+    const version = String(connection.connection.serverProperties.version ?? '');
+    await connection.close();
+    return version;
+  } catch {
+    return '';
   }
 }
 
@@ -173,13 +306,15 @@ async function fromTestcontainers(): Promise<TestBroker | undefined> {
 
 /**
  * The broker for integration tests and benchmarks, as the design notes say: `RABBITMQ_URL` if set; else
- * testcontainers where Docker runs; else a private `rabbitmq-server` node; else an error that
+ * testcontainers where Docker runs; else a private `rabbitmq-server` node (with
+ * `WARREN_TEST_BROKER=4`, straight to a private 4.x node in podman); else an error that
  * says how to get one.
  */
 export async function startTestBroker(): Promise<TestBroker> {
   const url = process.env.RABBITMQ_URL;
   if (url) return { url, source: 'RABBITMQ_URL', ctlCommand: undefined, stop: async () => {} };
-  const container = await fromTestcontainers();
+  // A 4.x node asked for is a private node in podman, not whatever testcontainers pulls.
+  const container = TEST_BROKER_LINE === '4' ? undefined : await fromTestcontainers();
   if (container) return container;
   if (PrivateNode.available()) return PrivateNode.start();
   throw new Error(
