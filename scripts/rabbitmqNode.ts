@@ -98,6 +98,7 @@ export class PrivateNode implements TestBroker {
     private readonly distPort: number,
     readonly dir: string,
     private readonly mounts: readonly string[],
+    private readonly advanced: boolean,
   ) {
     this.url = `amqp://guest:guest@127.0.0.1:${port}`;
     if (TEST_BROKER_LINE === '4') {
@@ -126,8 +127,12 @@ export class PrivateNode implements TestBroker {
     );
   }
 
-  /** Starts a node; `conf` lines are added to its rabbitmq.conf (e.g. `consumer_timeout = 60000`). */
-  static async start(conf: readonly string[] = []): Promise<PrivateNode> {
+  /**
+   * Starts a node; `conf` lines are added to its rabbitmq.conf (e.g. `consumer_timeout = 60000`),
+   * and `advanced`, an Erlang term, is its advanced.config (e.g.
+   * `[{rabbit, [{channel_tick_interval, 1000}]}].`).
+   */
+  static async start(conf: readonly string[] = [], advanced?: string): Promise<PrivateNode> {
     const port = await freePort();
     let distPort = await freePort();
     while (distPort === port) distPort = await freePort();
@@ -147,6 +152,7 @@ export class PrivateNode implements TestBroker {
       distPort,
       dir,
       mounts,
+      advanced !== undefined,
     );
     mkdirSync(join(dir, 'mnesia'));
     mkdirSync(join(dir, 'log'));
@@ -155,6 +161,7 @@ export class PrivateNode implements TestBroker {
       join(dir, 'rabbitmq.conf'),
       [`listeners.tcp.default = ${port}`, 'loopback_users = none', ...conf, ''].join('\n'),
     );
+    if (advanced) writeFileSync(join(dir, 'advanced.config'), `${advanced}\n`);
     // The Debian script runs the node as `rabbitmq`: it must own the directories.
     await run('chown', ['-R', 'rabbitmq:rabbitmq', dir]).catch(() => {});
     await run('chmod', ['755', dir]).catch(() => {});
@@ -174,6 +181,7 @@ export class PrivateNode implements TestBroker {
       RABBITMQ_PID_FILE: join(dir, 'pid'),
       RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
       RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
+      ...(this.advanced ? { RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config') } : {}),
     };
   }
 

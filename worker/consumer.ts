@@ -1,4 +1,5 @@
-import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Message, Options } from 'amqplib';
+import { brokerVersionOf, consumeArguments } from '../shared/consumerTimeout.js';
 import { SECOND } from '../shared/duration.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -91,6 +92,8 @@ export class TaskConsumer {
     private readonly adaptive = false,
     /** Tasks running now: a batch can keep more slots busy than it is deliveries. */
     private readonly running: () => number = () => 0,
+    /** The longest task, asked as `x-consumer-timeout` where the broker takes it; 0: never. */
+    private readonly longestTaskMs = 0,
   ) {
     this.resizing = adaptive;
   }
@@ -222,7 +225,7 @@ export class TaskConsumer {
         known ||= message?.fields.consumerTag ?? '';
         void this.onDelivery(channel, message, known);
       },
-      { noAck: false },
+      this.consumeOptions(),
     );
     known = consumerTag;
     if (this.current !== state) {
@@ -231,6 +234,22 @@ export class TaskConsumer {
     }
     state.tag = consumerTag;
     state.prefetch = free;
+  }
+
+  /** basic.consume's options: manual acks, and the worker's own timeout where it can ask. */
+  private consumeOptions(): Options.Consume {
+    const args = this.model
+      ? consumeArguments(brokerVersionOf(this.model), this.longestTaskMs)
+      : undefined;
+    return args ? { noAck: false, arguments: args } : { noAck: false };
+  }
+
+  /** Whether this worker's consumers carry their own timeout (the broker's version takes it). */
+  get ownTimeout(): boolean {
+    return (
+      this.model !== undefined &&
+      consumeArguments(brokerVersionOf(this.model), this.longestTaskMs) !== undefined
+    );
   }
 
   get state(): ConsumerState {
@@ -358,7 +377,7 @@ export class TaskConsumer {
         const { consumerTag } = await channel.consume(
           this.queue,
           (message) => void this.onDelivery(channel, message, ''),
-          { noAck: false },
+          this.consumeOptions(),
         );
         consuming.tag = consumerTag;
       }

@@ -63,11 +63,13 @@ export class Worker {
       log,
       {
         delivery: (channel, message) => void this.deliveries.take(channel, message),
-        leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),
+        leaseLost: (channel, timeoutMs) =>
+          this.deliveries.leaseLost(channel, timeoutMs, this.consumer.ownTimeout),
         queueAlive: (queue) => this.publisher.isAlive(queue),
       },
       config.holdMore > 0,
       () => this.deliveries.running,
+      config.longestTaskMs,
     );
     this.deliveries = new Deliveries({
       slots: {
