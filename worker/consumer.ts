@@ -55,8 +55,8 @@ export interface ConsumerEvents {
    * (up to 4.2) or not (4.3+ cancels the consumer instead).
    */
   readonly leaseLost: (channel: Channel, timeoutMs: number | undefined) => void;
-  /** Whether a queue still exists (a failed ask counts as yes). */
-  readonly queueAlive: (queue: string) => Promise<boolean>;
+  /** Whether a queue still exists (a failed ask counts as yes); `fresh`: not from a cache. */
+  readonly queueAlive: (queue: string, how?: { readonly fresh: boolean }) => Promise<boolean>;
 }
 
 /**
@@ -451,7 +451,7 @@ export class TaskConsumer {
     // The broker cancelled the consumer: the queue was deleted, or (RabbitMQ 4.3+) a delivery
     // outlived consumer_timeout.
     // Running tasks of this channel keep running and publish their results all the same.
-    const queueLeft = this.model ? await this.events.queueAlive(this.queue) : false;
+    const queueLeft = this.model ? await this.queueStays() : false;
     if (queueLeft) {
       this.log.warn(
         `the broker cancelled our consumer on \`${this.queue}\`: a task outlived consumer_timeout (RabbitMQ 4.3+); raise it above the longest task`,
@@ -463,6 +463,20 @@ export class TaskConsumer {
     if (now.kind === 'stopped' && now.channel === channel) now.channel = undefined;
     await channel.close().catch(() => {});
     if (this.is('off') && this.model) await this.takeUpAgain(!queueLeft);
+  }
+
+  /**
+   * Whether the task queue is still there a moment after the broker cancelled our consumer.
+   * RabbitMQ 4.0 sends the cancel of a deleted quorum queue before the queue is gone (checked
+   * on 4.0.5: a first look found it, one a few milliseconds later did not), so it looks three
+   * times, 300 ms apart, asking afresh each time (the publisher's answer is cached for 30 s).
+   */
+  private async queueStays(): Promise<boolean> {
+    for (let look = 0; look < 3; look++) {
+      if (look > 0) await sleep(300);
+      if (!(await this.events.queueAlive(this.queue, { fresh: true }))) return false;
+    }
+    return true;
   }
 
   /** Asked through a method, not `this.current.kind`: TypeScript keeps a narrowed field's type across awaits. */

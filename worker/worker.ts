@@ -65,7 +65,7 @@ export class Worker {
         delivery: (channel, message) => void this.deliveries.take(channel, message),
         leaseLost: (channel, timeoutMs) =>
           this.deliveries.leaseLost(channel, timeoutMs, this.consumer.ownTimeout),
-        queueAlive: (queue) => this.publisher.isAlive(queue),
+        queueAlive: (queue, how) => this.publisher.isAlive(queue, how),
       },
       config.holdMore > 0,
       () => this.deliveries.running,
