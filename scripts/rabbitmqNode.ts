@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
+import { IMAGE_4, nodeContainer, Podman } from './rabbitmqContainer.js';
 
 const run = promisify(execFile);
 
@@ -50,32 +51,6 @@ async function reachable(url: string, withinMs: number): Promise<boolean> {
  */
 export const TEST_BROKER_LINE = process.env.WARREN_TEST_BROKER === '4' ? '4' : 'debian';
 
-/** The image of 4.x nodes (made by scripts/broker4.sh). */
-const IMAGE_4 = process.env.WARREN_BROKER4_IMAGE ?? 'localhost/warren-rabbitmq:4.0';
-
-/** What these machines need of podman (../shared/DESIGN.md, "Containers on these machines"). */
-const CONTAINERS_CONF = `[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-netns = "host"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-`;
-
-let containersConf: string | undefined;
-/** podman's environment: `CONTAINERS_CONF` as given, or the settings above in a temp file. */
-function podmanEnv(): Record<string, string> {
-  if (process.env.CONTAINERS_CONF) return { CONTAINERS_CONF: process.env.CONTAINERS_CONF };
-  if (!containersConf) {
-    containersConf = join(mkdtempSync(join(tmpdir(), 'warren-podman-')), 'containers.conf');
-    writeFileSync(containersConf, CONTAINERS_CONF);
-  }
-  return { CONTAINERS_CONF: containersConf };
-}
-
-const podman = (args: string[], timeout = 60_000) =>
-  run('podman', args, { timeout, env: { ...process.env, ...podmanEnv() } });
-
 /**
  * A RabbitMQ node of the test's own, on its own ports in a temp dir: fault tests can stop,
  * kill and restart it without touching anything else. Options go into its `rabbitmq.conf`.
@@ -89,8 +64,9 @@ export class PrivateNode implements TestBroker {
   readonly url: string;
   readonly ctlCommand: readonly string[];
   private process: ReturnType<typeof spawn> | undefined;
-  /** The podman container of a 4.x node (the same name across restarts). */
+  /** The podman container of a 4.x node (the same name across restarts), and podman. */
   private readonly container: string | undefined;
+  private readonly podman: Podman | undefined;
 
   private constructor(
     readonly name: string,
@@ -103,17 +79,9 @@ export class PrivateNode implements TestBroker {
     this.url = `amqp://guest:guest@127.0.0.1:${port}`;
     if (TEST_BROKER_LINE === '4') {
       this.container = `warren-rabbitmq-${process.pid}-${port}`;
+      this.podman = new Podman(dir);
       this.source = `private node in podman (${IMAGE_4})`;
-      this.ctlCommand = [
-        'env',
-        `CONTAINERS_CONF=${podmanEnv().CONTAINERS_CONF}`,
-        'podman',
-        'exec',
-        this.container,
-        'rabbitmqctl',
-        '-n',
-        name,
-      ];
+      this.ctlCommand = [...this.podman.command('exec', this.container), 'rabbitmqctl', '-n', name];
     } else {
       this.source = 'private node';
       this.ctlCommand = ['rabbitmqctl', '-n', name];
@@ -165,7 +133,7 @@ export class PrivateNode implements TestBroker {
     // The Debian script runs the node as `rabbitmq`: it must own the directories.
     await run('chown', ['-R', 'rabbitmq:rabbitmq', dir]).catch(() => {});
     await run('chmod', ['755', dir]).catch(() => {});
-    if (node.container) await ensureImage();
+    await node.podman?.ensureImage();
     await node.boot();
     return node;
   }
@@ -187,34 +155,14 @@ export class PrivateNode implements TestBroker {
 
   /** Starts the node again on the same ports and data (after `halt` or `kill`). */
   async boot(): Promise<void> {
-    if (this.container) {
-      await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+    if (this.container && this.podman) {
+      await this.podman.run('rm', '--force', '--ignore', this.container).catch(() => {});
       // Nodes in containers register with the host's epmd, which outlives any one of them.
       await run('epmd', ['-daemon']).catch(() => {});
-      const args = [
-        'run',
-        '--rm',
-        '--name',
-        this.container,
-        '--network',
-        'host',
-        '--volume',
-        `${this.dir}:${this.dir}`,
-        ...this.mounts.flatMap((path) => ['--volume', `${path}:${path}:ro`]),
-        ...Object.entries(this.environment()).flatMap(([key, value]) => [
-          '--env',
-          `${key}=${value}`,
-        ]),
-        IMAGE_4,
-        'sh',
-        '-c',
-        `chown -R rabbitmq:rabbitmq ${this.dir}; exec rabbitmq-server`,
-      ];
-      this.process = spawn('podman', args, {
-        env: { ...process.env, ...podmanEnv() },
-        stdio: 'ignore',
-        detached: true,
-      });
+      const [command = 'podman', ...args] = this.podman.command(
+        ...nodeContainer(this.container, this.dir, this.mounts, this.environment()),
+      );
+      this.process = spawn(command, args, { stdio: 'ignore', detached: true });
     } else {
       this.process = spawn('rabbitmq-server', [], {
         env: { ...process.env, ...this.environment() },
@@ -234,15 +182,16 @@ export class PrivateNode implements TestBroker {
   /** Stops the node, keeping its data, as a broker restart does. */
   async halt(): Promise<void> {
     await this.ctl('stop').catch(() => this.kill());
-    if (this.container) await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+    if (this.container)
+      await this.podman?.run('rm', '--force', '--ignore', this.container).catch(() => {});
     this.process = undefined;
   }
 
   /** SIGKILLs the node, keeping its data, as a lost machine does to a broker. */
   async kill(): Promise<void> {
     if (this.container) {
-      await podman(['kill', this.container]).catch(() => {});
-      await podman(['rm', '--force', '--ignore', this.container]).catch(() => {});
+      await this.podman?.run('kill', this.container).catch(() => {});
+      await this.podman?.run('rm', '--force', '--ignore', this.container).catch(() => {});
     } else if (this.process?.pid) {
       try {
         process.kill(-this.process.pid, 'SIGKILL');
@@ -264,18 +213,6 @@ export class PrivateNode implements TestBroker {
     await this.halt();
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-/** The 4.x image is made once, by scripts/broker4.sh (a few minutes; .ci/run does it). */
-async function ensureImage(): Promise<void> {
-  const found = await podman(['image', 'exists', IMAGE_4]).then(
-    () => true,
-    () => false,
-  );
-  if (!found)
-    throw new Error(
-      `WARREN_TEST_BROKER=4 needs the image ${IMAGE_4}: make it with scripts/broker4.sh (needs root, podman and debootstrap)`,
-    );
 }
 
 /** The broker's version, from the server properties it sends on connecting ('' if unknown). */
