@@ -244,12 +244,15 @@ export class TaskConsumer {
     return args ? { noAck: false, arguments: args } : { noAck: false };
   }
 
-  /** Whether this worker's consumers carry their own timeout (the broker's version takes it). */
-  get ownTimeout(): boolean {
-    return (
-      this.model !== undefined &&
-      consumeArguments(brokerVersionOf(this.model), this.longestTaskMs) !== undefined
-    );
+  /**
+   * The `x-consumer-timeout` asked for (its consumers' and, from the tasker's same setting, the
+   * task queue's), in ms; undefined where the broker takes none (3.10) or none is set.
+   */
+  get ownTimeoutMs(): number | undefined {
+    if (!this.model) return undefined;
+    return consumeArguments(brokerVersionOf(this.model), this.longestTaskMs)?.[
+      'x-consumer-timeout'
+    ];
   }
 
   get state(): ConsumerState {

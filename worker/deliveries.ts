@@ -242,13 +242,16 @@ export class Deliveries {
    * (RabbitMQ closes the channel up to 4.2 and cancels the consumer from 4.3). The tasks are
    * stopped (another worker will get them) and their run hears why.
    */
-  leaseLost(channel: Channel, timeoutMs: number | undefined, ownTimeout = false): void {
+  leaseLost(channel: Channel, timeoutMs: number | undefined, ownTimeoutMs?: number): void {
     const limit = timeoutMs === undefined ? '' : ` (${formatDuration(timeoutMs)})`;
-    // Where the worker asked for its own timeout (x-consumer-timeout), that is what to raise.
-    const what = ownTimeout ? "the worker's consumer timeout" : 'consumer_timeout';
+    // The broker says the timeout it used: Warren's own x-consumer-timeout (WARREN_CONSUMER_TIMEOUT)
+    // is what to raise when it is that; otherwise the broker's consumer_timeout, which a task
+    // queue created without the argument (by an older Warren, or before an upgrade) still obeys.
+    const ownTimeout = ownTimeoutMs !== undefined && timeoutMs === ownTimeoutMs;
+    const what = ownTimeout ? "Warren's consumer timeout" : 'consumer_timeout';
     const raise = ownTimeout
-      ? "Raise the worker's --consumer-timeout (WARREN_CONSUMER_TIMEOUT) above the longest task"
-      : "Raise consumer_timeout (rabbitmq.conf `consumer_timeout = <ms>`, or the RabbitmqCluster's additionalConfig) above the longest task";
+      ? "Raise WARREN_CONSUMER_TIMEOUT (the worker's --consumer-timeout, and the tasker's for the task queue) above the longest task"
+      : `Raise consumer_timeout (rabbitmq.conf \`consumer_timeout = <ms>\`, or the RabbitmqCluster's additionalConfig) above the longest task${ownTimeoutMs === undefined ? '' : ', or let a tasker create the task queue anew with its x-consumer-timeout (docs/brokers.md)'}`;
     const now = Date.now();
     const age = (running: Job) => now - (running.startedAt ?? now);
     const mine = this.pool.runningJobs().filter((running) => running.delivery.channel === channel);
@@ -267,7 +270,7 @@ export class Deliveries {
     }
     for (const running of over) {
       running.lost = ownTimeout
-        ? `the broker took the task back: it ran longer than the worker's consumer timeout${limit}; raise the worker's --consumer-timeout above the longest task`
+        ? `the broker took the task back: it ran longer than Warren's consumer timeout${limit}; raise WARREN_CONSUMER_TIMEOUT above the longest task`
         : `the broker took the task back: it ran longer than consumer_timeout${limit}; raise consumer_timeout above the longest task`;
       running.delivery.lost = true;
       this.options.log.error(

@@ -64,7 +64,7 @@ export class Worker {
       {
         delivery: (channel, message) => void this.deliveries.take(channel, message),
         leaseLost: (channel, timeoutMs) =>
-          this.deliveries.leaseLost(channel, timeoutMs, this.consumer.ownTimeout),
+          this.deliveries.leaseLost(channel, timeoutMs, this.consumer.ownTimeoutMs),
         queueAlive: (queue, how) => this.publisher.isAlive(queue, how),
       },
       config.holdMore > 0,
