@@ -93,8 +93,9 @@ function explain(error: unknown, what: string): never {
  * Declares the shared topology, idempotently: the task queue (a durable quorum queue with a
  * delivery limit and the dead-letter exchange), the queue of each size class in `classes`
  * (the same arguments; `default` is the task queue itself), the dead-letter exchange and
- * queue, and the control exchange. The same on RabbitMQ 3.10 and 4.x (docs/protocol.md lists
- * the differences in behaviour). Each call uses its own channel, since a failed declaration
+ * queue, and the control exchange. The same on RabbitMQ 3.10 and 4.x but for
+ * `consumerTimeoutMs`, the task queues' `x-consumer-timeout`, given only for brokers that take
+ * it (docs/brokers.md lists what differs). Each call uses its own channel, since a failed declaration
  * closes it.
  */
 export async function declareTopology(
@@ -102,6 +103,7 @@ export async function declareTopology(
   taskQueue: string,
   deliveryLimit: number,
   classes: readonly string[] = [],
+  consumerTimeoutMs?: number,
 ): Promise<void> {
   await channel
     .assertExchange(NAMES.deadExchange, 'headers', { durable: true })
@@ -122,19 +124,25 @@ export async function declareTopology(
   await channel
     .assertExchange(NAMES.resultsExchange, 'direct', { durable: true })
     .catch((e) => explain(e, `exchange \`${NAMES.resultsExchange}\``));
-  await declareTaskQueue(channel, taskQueue, deliveryLimit, 'task queue');
+  const limits = { deliveryLimit, consumerTimeoutMs };
+  await declareTaskQueue(channel, taskQueue, limits, 'task queue');
   for (const name of classes) {
     const queue = classQueue(taskQueue, name);
     if (queue !== taskQueue)
-      await declareTaskQueue(channel, queue, deliveryLimit, `queue of size class ${name}`);
+      await declareTaskQueue(channel, queue, limits, `queue of size class ${name}`);
   }
 }
 
-/** A queue tasks wait in: durable, quorum, with the delivery limit and the dead-letter exchange. */
+/**
+ * A queue tasks wait in: durable, quorum, with the delivery limit, the dead-letter exchange, and
+ * (where the broker takes it, see `queueTimeout`) the acknowledgement timeout of its consumers.
+ * The broker does not compare `x-consumer-timeout` when a queue is declared again: a queue keeps
+ * the one it was created with.
+ */
 async function declareTaskQueue(
   channel: Channel,
   queue: string,
-  deliveryLimit: number,
+  limits: { readonly deliveryLimit: number; readonly consumerTimeoutMs: number | undefined },
   what: string,
 ): Promise<void> {
   await channel
@@ -142,8 +150,9 @@ async function declareTaskQueue(
       durable: true,
       arguments: {
         'x-queue-type': 'quorum',
-        'x-delivery-limit': deliveryLimit,
+        'x-delivery-limit': limits.deliveryLimit,
         'x-dead-letter-exchange': NAMES.deadExchange,
+        ...(limits.consumerTimeoutMs ? { 'x-consumer-timeout': limits.consumerTimeoutMs } : {}),
       },
     })
     .catch((e) => explain(e, `${what} \`${queue}\``));

@@ -1,6 +1,7 @@
 // The tasker's configuration, one loader per kind of command. Each reads and validates only what
 // its commands use: `tasker status` never trips over a worker's `WARREN_PREFETCH`, and a user who
 // keeps the worker's settings in a shared environment can still read a run.
+
 import { availableParallelism } from 'node:os';
 import type { BrokerOptions } from '../shared/broker.js';
 import { loadBroker, loadQueue, loadSigningKey } from '../shared/config/broker.js';
@@ -16,6 +17,7 @@ import {
   settingReader,
 } from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
+import { DEFAULT_LONGEST_TASK } from '../shared/consumerTimeout.js';
 import { MINUTE, SECOND } from '../shared/duration.js';
 
 /** The tasker's flags as commander hands them over: strings and booleans, all optional. */
@@ -75,6 +77,14 @@ export interface TaskerBrokerSettings {
    * @defaultValue 4 (`WARREN_DELIVERY_LIMIT`)
    */
   readonly deliveryLimit: number;
+  /**
+   * The longest task, as the task queues' `x-consumer-timeout` (plus 5 minutes for uploads and
+   * the result) when the tasker creates them on RabbitMQ 3.11.15 or later: long tasks then need
+   * no cluster-wide `consumer_timeout`. Older brokers (3.10) take no such argument; a queue
+   * created earlier keeps what it was created with (docs/brokers.md). 0 adds none.
+   * @defaultValue 7 days (`WARREN_CONSUMER_TIMEOUT`)
+   */
+  readonly consumerTimeoutMs: number;
   /**
    * Tasks published and not yet confirmed, at most.
    * @defaultValue 1000 (`WARREN_PUBLISH_WINDOW`)
@@ -224,6 +234,12 @@ function loadTaskerBroker(env: Environment, cwd: string): TaskerBrokerSettings {
     broker: loadBroker(env, {}, cwd),
     queue: loadQueue(env, undefined),
     deliveryLimit: read.count(undefined, 'WARREN_DELIVERY_LIMIT', 'delivery limit', 1, 1000, 4),
+    consumerTimeoutMs: read.duration(
+      undefined,
+      'WARREN_CONSUMER_TIMEOUT',
+      'consumer timeout',
+      DEFAULT_LONGEST_TASK,
+    ),
     publishWindow: read.count(
       undefined,
       'WARREN_PUBLISH_WINDOW',

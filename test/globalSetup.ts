@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startTestBroker } from './helpers/broker.js';
+import { brokerVersion, startTestBroker } from './helpers/broker.js';
 import { startTestS3 } from './helpers/s3.js';
 
 declare module 'vitest' {
@@ -16,12 +16,19 @@ declare module 'vitest' {
 /** Starts the one broker ordinary integration tests share, and stops it at the end. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const broker = await startTestBroker();
-  process.stderr.write(`integration tests use RabbitMQ from ${broker.source}\n`);
+  const version = await brokerVersion(broker.url);
+  process.stderr.write(
+    `integration tests use RabbitMQ ${version || '(version unknown)'} from ${broker.source}\n`,
+  );
   project.provide('rabbitmqUrl', broker.url);
   project.provide('rabbitmqCtl', [...(broker.ctlCommand ?? [])]);
   const s3 = await startTestS3();
   project.provide('s3Endpoint', s3.endpoint);
+  const started = Date.now();
   return async () => {
+    process.stderr.write(
+      `integration tests ran on RabbitMQ ${version || '(version unknown)'} (${broker.source}) in ${Math.round((Date.now() - started) / 1000)} s\n`,
+    );
     await s3.stop();
     await broker.stop();
   };

@@ -32,6 +32,10 @@ const program = strictProgram(new Command('worker'))
     'time between SIGTERM and SIGKILL when stopping a task (default: 10s)',
   )
   .option(
+    '--consumer-timeout <duration>',
+    "longest task this worker runs before the broker may take it back: asked as its consumer's x-consumer-timeout on RabbitMQ 3.11.15+; 0 leaves the broker's consumer_timeout (default: 7d)",
+  )
+  .option(
     '--name <name>',
     'name of this worker in results and log files, unique on the broker (default: <hostname>-<pid>-<random>)',
   )

@@ -12,6 +12,7 @@ import { type LogFlags, type LogSettings, loadLogging } from '../shared/config/l
 import { loadPaths, type PathFlags, type Paths } from '../shared/config/paths.js';
 import { type Environment, matching, settingReader } from '../shared/config/read.js';
 import { loadS3, type S3Settings, uploadGlobs } from '../shared/config/s3.js';
+import { DEFAULT_LONGEST_TASK } from '../shared/consumerTimeout.js';
 import { formatDuration, SECOND } from '../shared/duration.js';
 import { InputError } from '../shared/errors.js';
 import { classQueue } from '../shared/topology.js';
@@ -25,6 +26,7 @@ export interface WorkerFlags extends PathFlags, LogFlags {
   readonly exitWhenIdle?: string;
   readonly grace?: string;
   readonly killGrace?: string;
+  readonly consumerTimeout?: string;
   readonly name?: string;
   readonly leaseInterval?: string;
   readonly caFile?: string;
@@ -88,6 +90,16 @@ export interface WorkerConfig extends Paths, LogSettings {
    * @defaultValue 10 seconds (`WARREN_KILL_GRACE`, `--kill-grace`)
    */
   readonly killGraceMs: number;
+  /**
+   * The longest task this worker runs before the broker may take its delivery back, in ms; 0
+   * leaves the broker's own `consumer_timeout` in force. On RabbitMQ 3.11.15 and later the
+   * worker asks for it (plus 5 minutes for uploads and the result) as its consumer's
+   * `x-consumer-timeout`, so long tasks need no cluster-wide setting; older brokers (3.10) take
+   * no per-consumer timeout, and their `consumer_timeout` must be raised instead
+   * (docs/brokers.md). At most 24 days.
+   * @defaultValue 7 days (`WARREN_CONSUMER_TIMEOUT`, `--consumer-timeout`)
+   */
+  readonly longestTaskMs: number;
   /**
    * The worker's name in results, leases and slot log files; unique among the workers
    * connected to the broker (a second worker claiming a name in use refuses to start). The
@@ -173,6 +185,12 @@ export function loadWorkerConfig(
   return Object.freeze({
     ...loadPaths(flags, env, cwd),
     killGraceMs: read.duration(flags.killGrace, 'WARREN_KILL_GRACE', 'kill grace', 10 * SECOND),
+    longestTaskMs: read.duration(
+      flags.consumerTimeout,
+      'WARREN_CONSUMER_TIMEOUT',
+      'consumer timeout',
+      DEFAULT_LONGEST_TASK,
+    ),
     broker: loadBroker(env, flags, cwd),
     queue: classQueue(loadQueue(env, flags.queue), sizeClass),
     sizeClass,

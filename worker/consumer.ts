@@ -1,4 +1,5 @@
-import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Message, Options } from 'amqplib';
+import { brokerVersionOf, consumeArguments } from '../shared/consumerTimeout.js';
 import { SECOND } from '../shared/duration.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -54,8 +55,8 @@ export interface ConsumerEvents {
    * (up to 4.2) or not (4.3+ cancels the consumer instead).
    */
   readonly leaseLost: (channel: Channel, timeoutMs: number | undefined) => void;
-  /** Whether a queue still exists (a failed ask counts as yes). */
-  readonly queueAlive: (queue: string) => Promise<boolean>;
+  /** Whether a queue still exists (a failed ask counts as yes); `fresh`: not from a cache. */
+  readonly queueAlive: (queue: string, how?: { readonly fresh: boolean }) => Promise<boolean>;
 }
 
 /**
@@ -91,6 +92,8 @@ export class TaskConsumer {
     private readonly adaptive = false,
     /** Tasks running now: a batch can keep more slots busy than it is deliveries. */
     private readonly running: () => number = () => 0,
+    /** The longest task, asked as `x-consumer-timeout` where the broker takes it; 0: never. */
+    private readonly longestTaskMs = 0,
   ) {
     this.resizing = adaptive;
   }
@@ -222,7 +225,7 @@ export class TaskConsumer {
         known ||= message?.fields.consumerTag ?? '';
         void this.onDelivery(channel, message, known);
       },
-      { noAck: false },
+      this.consumeOptions(),
     );
     known = consumerTag;
     if (this.current !== state) {
@@ -231,6 +234,25 @@ export class TaskConsumer {
     }
     state.tag = consumerTag;
     state.prefetch = free;
+  }
+
+  /** basic.consume's options: manual acks, and the worker's own timeout where it can ask. */
+  private consumeOptions(): Options.Consume {
+    const args = this.model
+      ? consumeArguments(brokerVersionOf(this.model), this.longestTaskMs)
+      : undefined;
+    return args ? { noAck: false, arguments: args } : { noAck: false };
+  }
+
+  /**
+   * The `x-consumer-timeout` asked for (its consumers' and, from the tasker's same setting, the
+   * task queue's), in ms; undefined where the broker takes none (3.10) or none is set.
+   */
+  get ownTimeoutMs(): number | undefined {
+    if (!this.model) return undefined;
+    return consumeArguments(brokerVersionOf(this.model), this.longestTaskMs)?.[
+      'x-consumer-timeout'
+    ];
   }
 
   get state(): ConsumerState {
@@ -358,7 +380,7 @@ export class TaskConsumer {
         const { consumerTag } = await channel.consume(
           this.queue,
           (message) => void this.onDelivery(channel, message, ''),
-          { noAck: false },
+          this.consumeOptions(),
         );
         consuming.tag = consumerTag;
       }
@@ -432,7 +454,7 @@ export class TaskConsumer {
     // The broker cancelled the consumer: the queue was deleted, or (RabbitMQ 4.3+) a delivery
     // outlived consumer_timeout.
     // Running tasks of this channel keep running and publish their results all the same.
-    const queueLeft = this.model ? await this.events.queueAlive(this.queue) : false;
+    const queueLeft = this.model ? await this.queueStays() : false;
     if (queueLeft) {
       this.log.warn(
         `the broker cancelled our consumer on \`${this.queue}\`: a task outlived consumer_timeout (RabbitMQ 4.3+); raise it above the longest task`,
@@ -444,6 +466,20 @@ export class TaskConsumer {
     if (now.kind === 'stopped' && now.channel === channel) now.channel = undefined;
     await channel.close().catch(() => {});
     if (this.is('off') && this.model) await this.takeUpAgain(!queueLeft);
+  }
+
+  /**
+   * Whether the task queue is still there a moment after the broker cancelled our consumer.
+   * RabbitMQ 4.0 sends the cancel of a deleted quorum queue before the queue is gone (checked
+   * on 4.0.5: a first look found it, one a few milliseconds later did not), so it looks three
+   * times, 300 ms apart, asking afresh each time (the publisher's answer is cached for 30 s).
+   */
+  private async queueStays(): Promise<boolean> {
+    for (let look = 0; look < 3; look++) {
+      if (look > 0) await sleep(300);
+      if (!(await this.events.queueAlive(this.queue, { fresh: true }))) return false;
+    }
+    return true;
   }
 
   /** Asked through a method, not `this.current.kind`: TypeScript keeps a narrowed field's type across awaits. */

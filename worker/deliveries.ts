@@ -242,8 +242,16 @@ export class Deliveries {
    * (RabbitMQ closes the channel up to 4.2 and cancels the consumer from 4.3). The tasks are
    * stopped (another worker will get them) and their run hears why.
    */
-  leaseLost(channel: Channel, timeoutMs: number | undefined): void {
+  leaseLost(channel: Channel, timeoutMs: number | undefined, ownTimeoutMs?: number): void {
     const limit = timeoutMs === undefined ? '' : ` (${formatDuration(timeoutMs)})`;
+    // The broker says the timeout it used: Warren's own x-consumer-timeout (WARREN_CONSUMER_TIMEOUT)
+    // is what to raise when it is that; otherwise the broker's consumer_timeout, which a task
+    // queue created without the argument (by an older Warren, or before an upgrade) still obeys.
+    const ownTimeout = ownTimeoutMs !== undefined && timeoutMs === ownTimeoutMs;
+    const what = ownTimeout ? "Warren's consumer timeout" : 'consumer_timeout';
+    const raise = ownTimeout
+      ? "Raise WARREN_CONSUMER_TIMEOUT (the worker's --consumer-timeout, and the tasker's for the task queue) above the longest task"
+      : `Raise consumer_timeout (rabbitmq.conf \`consumer_timeout = <ms>\`, or the RabbitmqCluster's additionalConfig) above the longest task${ownTimeoutMs === undefined ? '' : ', or let a tasker create the task queue anew with its x-consumer-timeout (docs/brokers.md)'}`;
     const now = Date.now();
     const age = (running: Job) => now - (running.startedAt ?? now);
     const mine = this.pool.runningJobs().filter((running) => running.delivery.channel === channel);
@@ -261,11 +269,13 @@ export class Deliveries {
       );
     }
     for (const running of over) {
-      running.lost = `the broker took the task back: it ran longer than consumer_timeout${limit}; raise consumer_timeout above the longest task`;
+      running.lost = ownTimeout
+        ? `the broker took the task back: it ran longer than Warren's consumer timeout${limit}; raise WARREN_CONSUMER_TIMEOUT above the longest task`
+        : `the broker took the task back: it ran longer than consumer_timeout${limit}; raise consumer_timeout above the longest task`;
       running.delivery.lost = true;
       this.options.log.error(
         { run: running.task.run, task: running.task.task },
-        `task ${running.task.task} ran longer than the broker's consumer_timeout${limit}: the broker took it back, so it is stopped here. Raise consumer_timeout (rabbitmq.conf \`consumer_timeout = <ms>\`, or the RabbitmqCluster's additionalConfig) above the longest task`,
+        `task ${running.task.task} ran longer than ${ownTimeout ? what : `the broker's ${what}`}${limit}: the broker took it back, so it is stopped here. ${raise}`,
       );
       void this.pool.stop(running);
     }

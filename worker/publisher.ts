@@ -92,11 +92,13 @@ export class ResultPublisher {
 
   /**
    * Whether a results queue exists (the run is still going on). Asked at most every 30 s per
-   * queue; a failed ask counts as alive, so that a broker hiccup never drops work.
+   * queue (`fresh`: asked now); a failed ask counts as alive, so that a broker hiccup never
+   * drops work.
    */
-  isAlive(queue: string): Promise<boolean> {
+  isAlive(queue: string, how: { readonly fresh: boolean } = { fresh: false }): Promise<boolean> {
     const seen = this.alive.get(queue);
-    if (seen !== undefined && Date.now() - seen < ALIVE_FOR) return Promise.resolve(true);
+    if (!how.fresh && seen !== undefined && Date.now() - seen < ALIVE_FOR)
+      return Promise.resolve(true);
     // One question at a time per queue: the first deliveries of a run arrive together (as many
     // as the prefetch), and each opening a channel of its own to ask delayed the run's start.
     let asking = this.asking.get(queue);

@@ -63,11 +63,13 @@ export class Worker {
       log,
       {
         delivery: (channel, message) => void this.deliveries.take(channel, message),
-        leaseLost: (channel, timeoutMs) => this.deliveries.leaseLost(channel, timeoutMs),
-        queueAlive: (queue) => this.publisher.isAlive(queue),
+        leaseLost: (channel, timeoutMs) =>
+          this.deliveries.leaseLost(channel, timeoutMs, this.consumer.ownTimeoutMs),
+        queueAlive: (queue, how) => this.publisher.isAlive(queue, how),
       },
       config.holdMore > 0,
       () => this.deliveries.running,
+      config.longestTaskMs,
     );
     this.deliveries = new Deliveries({
       slots: {

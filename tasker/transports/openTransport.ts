@@ -8,6 +8,8 @@ export type BrokerSettings = Pick<
   BrokerCommandConfig,
   'broker' | 'queue' | 'deliveryLimit' | 'publishWindow' | 'batchSize'
 > & {
+  /** The longest task: the task queues' `x-consumer-timeout` (see the tasker's config). */
+  readonly consumerTimeoutMs?: number;
   /** Tasks are signed with it (`tasker run`), dead letters checked against it. */
   readonly signingKey?: string | undefined;
   /** `--local`: run on a local pool even with a broker configured. */
@@ -78,6 +80,7 @@ export async function openTransport(
       run: options.run,
       queue: settings.queue,
       deliveryLimit: settings.deliveryLimit,
+      consumerTimeoutMs: settings.consumerTimeoutMs,
       window: settings.publishWindow,
       batchSize: settings.batchSize,
       log: options.log,

@@ -1,5 +1,6 @@
 import type { ChannelModel } from 'amqplib';
 import { Broker, type BrokerOptions, brokerAddress } from '../../shared/broker.js';
+import { brokerVersionOf, queueTimeout } from '../../shared/consumerTimeout.js';
 import { cancelMessage, listenToControl, sendControl } from '../../shared/control.js';
 import type { Logger } from '../../shared/logger.js';
 import type { TaskMessage } from '../../shared/protocol.js';
@@ -21,6 +22,8 @@ export interface RabbitTransportOptions {
   /** The task queue. */
   readonly queue: string;
   readonly deliveryLimit: number;
+  /** The longest task: the task queues' `x-consumer-timeout` where the broker takes it. */
+  readonly consumerTimeoutMs?: number | undefined;
   /** Most messages published and not yet confirmed by the broker. */
   readonly window: number;
   /** Most tasks in one message (1: every task on its own). */
@@ -253,6 +256,7 @@ export class RabbitTransport implements Transport {
         this.options.queue,
         this.options.deliveryLimit,
         this.options.classes,
+        queueTimeout(brokerVersionOf(model), this.options.consumerTimeoutMs ?? 0),
       );
       if (what.results) await declareResultsQueue(setup, this.options.run);
     } finally {

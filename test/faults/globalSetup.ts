@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startTestBroker } from '../helpers/broker.js';
+import { brokerVersion, startTestBroker, TEST_BROKER_LINE } from '../helpers/broker.js';
 import { FIGURES, type Figure } from './figures.js';
 
 declare module 'vitest' {
@@ -16,6 +16,8 @@ declare module 'vitest' {
 /** A shared broker for the fault tests that do not restart theirs, and the closing table. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const broker = await startTestBroker();
+  const version = await brokerVersion(broker.url);
+  const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'warren-faults-'));
   const figures = join(dir, 'figures.jsonl');
   project.provide('rabbitmqUrl', broker.url);
@@ -37,7 +39,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const width = Math.max(...FIGURES.map(([, label]) => label.length));
     const out = [
       '',
-      'warren fault suite',
+      `warren fault suite on RabbitMQ ${version || '(version unknown)'} (shared: ${broker.source}; private nodes: ${TEST_BROKER_LINE === '4' ? 'podman, WARREN_TEST_BROKER=4' : "Debian's rabbitmq-server"}), ${Math.round((Date.now() - started) / 1000)} s`,
       ...FIGURES.map(
         ([key, label, must]) =>
           `  ${label.padEnd(width)}  ${String(totals.get(key)).padStart(6)}${must === undefined ? '' : `  (must be ${must})`}`,
