@@ -8,6 +8,8 @@
 # rabbitmq-server 4.0.x. Needs root (debootstrap, chroot), podman and debootstrap; takes a few
 # minutes, once: an image that exists is kept.
 set -euo pipefail
+# shellcheck source=scripts/lib/debian.sh
+. "$(dirname "$0")/lib/debian.sh"
 
 IMAGE="${WARREN_BROKER4_IMAGE:-localhost/warren-rabbitmq:4.0}"
 SUITE="${WARREN_BROKER4_SUITE:-trixie}"
@@ -24,27 +26,13 @@ for tool in debootstrap chroot tar; do
   }
 done
 
-# The machine's Debian mirror: the first URI of its apt sources (deb822 or one-line style).
-mirror="$(
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
-  } | awk '$1 == "URIs:" {print $2} $1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2)}' |
-    grep -v security | head -n 1 || true
-)"
-if [ -z "$mirror" ]; then
-  echo "broker4.sh: no Debian mirror found in /etc/apt/sources.list*" >&2
-  exit 2
-fi
+mirror="$(debian_mirror broker4.sh)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 echo "broker4.sh: making $IMAGE from $SUITE ($mirror) and its rabbitmq-server" >&2
-debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-  tail -n 20 "$work/debootstrap.log" >&2
-  echo "broker4.sh: debootstrap failed" >&2
-  exit 1
-}
+debootstrap_minbase broker4.sh "$SUITE" "$root" "$mirror"
 # No service starts inside the chroot while the package installs.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"

