@@ -8,8 +8,11 @@ const exec = promisify(execFile);
 /** The image of 4.x test nodes (made by scripts/broker4.sh). */
 export const IMAGE_4 = process.env.WARREN_BROKER4_IMAGE ?? 'localhost/warren-rabbitmq:4.0';
 
-/** What these machines need of podman (../shared/DESIGN.md, "Containers on these machines"). */
-const CONTAINERS_CONF = `[containers]
+/**
+ * What these machines need of podman (../shared/DESIGN.md, "Containers on these machines"): the
+ * containers.conf of the private 4.x nodes and of the container tests.
+ */
+export const CONTAINERS_CONF = `[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 netns = "host"
 [engine]

@@ -3,6 +3,7 @@ import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONTAINERS_CONF } from '../../scripts/rabbitmqContainer.js';
 import { ROOT, tempDir } from '../helpers/cli.js';
 import { brokerUrl, deleteQueues, testQueue } from '../helpers/fleet.js';
 import { type K8sObject, rendered } from '../helpers/kube.js';
@@ -21,15 +22,6 @@ import { objectsIn, s3Env, testBucket } from '../helpers/s3.js';
 const VERSION = (
   JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
 ).version;
-
-/** What these machines need of podman (../shared/DESIGN.md, "Containers on these machines"). */
-const CONTAINERS_CONF = `[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-netns = "host"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-`;
 
 const scratch = tempDir('warren-containers-');
 const confFile = join(scratch.dir, 'containers.conf');
