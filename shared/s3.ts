@@ -4,7 +4,7 @@ import { rename } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { S3Client } from '@aws-sdk/client-s3';
+import type { _Object, S3Client } from '@aws-sdk/client-s3';
 import type { S3Settings } from './config/s3.js';
 import { makeDirs } from './dirs.js';
 import { InfraError, InputError } from './errors.js';
@@ -185,58 +185,42 @@ export async function fetchRun(options: {
   readonly match?: (path: string) => boolean;
   readonly onFile?: (path: string, size: number) => void;
 }): Promise<Fetched> {
-  const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
   const prefix = runPrefix(options.settings, options.run);
   const dest = resolve(options.dest);
-  let token: string | undefined;
   let downloaded = 0;
   let bytes = 0;
   let skipped = 0;
   let seen = 0;
-  do {
-    const page = await options.client
-      .send(
-        new ListObjectsV2Command({
-          Bucket: options.settings.bucket,
-          Prefix: prefix,
-          ContinuationToken: token,
-        }),
-      )
-      .catch((error: unknown) => {
-        throw s3Failure(error, `list s3://${options.settings.bucket}/${prefix}`);
-      });
-    for (const object of page.Contents ?? []) {
-      const key = object.Key as string;
-      const path = key.slice(prefix.length);
-      if (path === '' || path.endsWith('/')) continue;
-      seen++;
-      if (options.match && !options.match(path)) continue;
-      const target = resolve(dest, path);
-      if (isAbsolute(path) || !target.startsWith(`${dest}${sep}`)) continue; // `..` in a key
-      const size = object.Size ?? 0;
-      try {
-        if (statSync(target).size === size) {
-          skipped++;
-          continue;
-        }
-      } catch {
-        // not there yet
+  const objects = listObjects(options.client, options.settings.bucket, prefix, {
+    fail: (error) => s3Failure(error, `list s3://${options.settings.bucket}/${prefix}`),
+  });
+  for await (const object of objects) {
+    const key = object.Key as string;
+    const path = key.slice(prefix.length);
+    if (path === '' || path.endsWith('/')) continue;
+    seen++;
+    if (options.match && !options.match(path)) continue;
+    const target = resolve(dest, path);
+    if (isAbsolute(path) || !target.startsWith(`${dest}${sep}`)) continue; // `..` in a key
+    const size = object.Size ?? 0;
+    try {
+      if (statSync(target).size === size) {
+        skipped++;
+        continue;
       }
-      makeDirs(dirname(target));
-      const partial = join(dirname(target), `.${path.split('/').pop()}.warren-partial`);
-      const body = await options.client
-        .send(new GetObjectCommand({ Bucket: options.settings.bucket, Key: key }))
-        .catch((error: unknown) => {
-          throw s3Failure(error, `download s3://${options.settings.bucket}/${key}`);
-        });
-      await pipeline(body.Body as Readable, createWriteStream(partial));
-      await rename(partial, target);
-      downloaded++;
-      bytes += size;
-      options.onFile?.(path, size);
+    } catch {
+      // not there yet
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+    makeDirs(dirname(target));
+    await downloadObject(options.client, options.settings.bucket, key, {
+      target,
+      partial: join(dirname(target), `.${path.split('/').pop()}.warren-partial`),
+      fail: (error) => s3Failure(error, `download s3://${options.settings.bucket}/${key}`),
+    });
+    downloaded++;
+    bytes += size;
+    options.onFile?.(path, size);
+  }
   if (seen === 0) {
     throw new InputError(
       'NOTHING_TO_FETCH',
@@ -244,6 +228,59 @@ export async function fetchRun(options: {
     );
   }
   return { downloaded, bytes, skipped };
+}
+
+/** How a listing or a download ends: `fail` maps the S3 client's error; `abortSignal` stops it. */
+interface S3Call {
+  readonly fail?: (error: unknown) => Error;
+  readonly abortSignal?: AbortSignal;
+}
+
+/** Every object under `prefix`, a page of the listing at a time. */
+export async function* listObjects(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  call: S3Call = {},
+): AsyncGenerator<_Object> {
+  const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  let token: string | undefined;
+  do {
+    const page = await client
+      .send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        {
+          abortSignal: call.abortSignal,
+        },
+      )
+      .catch((error: unknown) => {
+        throw call.fail ? call.fail(error) : error;
+      });
+    yield* page.Contents ?? [];
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
+
+/**
+ * Downloads an object to `target` through `partial` (renamed once whole), so that a reader
+ * never sees half a file.
+ */
+export async function downloadObject(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  call: S3Call & { readonly target: string; readonly partial: string },
+): Promise<void> {
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const got = await client
+    .send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: call.abortSignal })
+    .catch((error: unknown) => {
+      throw call.fail ? call.fail(error) : error;
+    });
+  await pipeline(got.Body as Readable, createWriteStream(call.partial), {
+    signal: call.abortSignal,
+  });
+  await rename(call.partial, call.target);
 }
 
 function s3Failure(error: unknown, what: string): InfraError {

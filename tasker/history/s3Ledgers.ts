@@ -1,17 +1,22 @@
 // Run ledgers in S3, so that the duration history of one state dir reaches another (a tasker on
 // another machine, a fresh pod without the shared volume): each session of a run uploads its
 // ledger when it ends, and a run's start fetches the ledgers it has not seen yet.
-import { createReadStream, createWriteStream, readFileSync, renameSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { S3Settings } from '../../shared/config/s3.js';
 import { RUN_ID_PATTERN } from '../../shared/contract.js';
 import { makeDirs } from '../../shared/dirs.js';
 import { MINUTE, SECOND } from '../../shared/duration.js';
 import type { Logger } from '../../shared/logger.js';
-import { describeS3Error, formatBytes, PART_SIZE, s3Client } from '../../shared/s3.js';
+import {
+  describeS3Error,
+  downloadObject,
+  formatBytes,
+  listObjects,
+  PART_SIZE,
+  s3Client,
+} from '../../shared/s3.js';
 import { statePaths } from '../../shared/statePaths.js';
 
 /** Longest a run's start spends on fetching ledgers: a slow bucket delays it by no more. */
@@ -118,7 +123,6 @@ export async function fetchLedgers(options: {
   readonly timeoutMs?: number;
 }): Promise<LedgersFetched> {
   const { settings, stateDir } = options;
-  const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
   const prefix = ledgersPrefix(settings);
   const dir = statePaths.s3Ledgers(stateDir);
   const manifest = join(dir, 'fetched.json');
@@ -131,46 +135,31 @@ export async function fetchLedgers(options: {
   let bytes = 0;
   let changed = false;
   try {
-    let token: string | undefined;
-    do {
-      const page = await client.send(
-        new ListObjectsV2Command({
-          Bucket: settings.bucket,
-          Prefix: prefix,
-          ContinuationToken: token,
-        }),
-        { abortSignal },
-      );
-      for (const object of page.Contents ?? []) {
-        const name = (object.Key ?? '').slice(prefix.length);
-        const run = name.endsWith('.jsonl') ? name.slice(0, -'.jsonl'.length) : '';
-        if (!RUN_ID_PATTERN.test(run)) continue; // not a ledger Warren put there
-        if (sizeOf(statePaths.ledger(stateDir, run)) >= 0) {
-          local++;
-          continue;
-        }
-        ledgers++;
-        const etag = object.ETag ?? '';
-        const size = object.Size ?? 0;
-        const known = fetched[run];
-        const copy = join(dir, `${run}.jsonl`);
-        if (known?.etag === etag && known.size === size && sizeOf(copy) === size) continue;
-        wanted.push({ run, key: object.Key as string, etag, size });
+    for await (const object of listObjects(client, settings.bucket, prefix, { abortSignal })) {
+      const name = (object.Key ?? '').slice(prefix.length);
+      const run = name.endsWith('.jsonl') ? name.slice(0, -'.jsonl'.length) : '';
+      if (!RUN_ID_PATTERN.test(run)) continue; // not a ledger Warren put there
+      if (sizeOf(statePaths.ledger(stateDir, run)) >= 0) {
+        local++;
+        continue;
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+      ledgers++;
+      const etag = object.ETag ?? '';
+      const size = object.Size ?? 0;
+      const known = fetched[run];
+      const copy = join(dir, `${run}.jsonl`);
+      if (known?.etag === etag && known.size === size && sizeOf(copy) === size) continue;
+      wanted.push({ run, key: object.Key as string, etag, size });
+    }
     if (wanted.length > 0) makeDirs(dir);
     const download = async (item: (typeof wanted)[number]) => {
-      const got = await client.send(
-        new GetObjectCommand({ Bucket: settings.bucket, Key: item.key }),
-        { abortSignal },
-      );
-      const copy = join(dir, `${item.run}.jsonl`);
       // Two taskers of the state dir may fetch at once: each its own partial file, the last
       // rename stays (both are the same object).
-      const partial = join(dir, `.${item.run}.jsonl.${process.pid}.partial`);
-      await pipeline(got.Body as Readable, createWriteStream(partial), { signal: abortSignal });
-      renameSync(partial, copy);
+      await downloadObject(client, settings.bucket, item.key, {
+        target: join(dir, `${item.run}.jsonl`),
+        partial: join(dir, `.${item.run}.jsonl.${process.pid}.partial`),
+        abortSignal,
+      });
       fetched[item.run] = { etag: item.etag, size: item.size };
       changed = true;
       bytes += item.size;
