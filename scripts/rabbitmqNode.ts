@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
+import { brokerVersionOf } from '../shared/consumerTimeout.js';
 import { IMAGE_4, nodeContainer, Podman } from './rabbitmqContainer.js';
 
 const run = promisify(execFile);
@@ -219,7 +220,7 @@ export class PrivateNode implements TestBroker {
 export async function brokerVersion(url: string): Promise<string> {
   try {
     const connection = await amqp.connect(url);
-    const version = String(connection.connection.serverProperties.version ?? '');
+    const version = brokerVersionOf(connection);
     await connection.close();
     return version;
   } catch {
